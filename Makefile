@@ -1,0 +1,55 @@
+# Harken: `make demo`, `make test`, `make recipe=NAME [set="a.b=c ..."]`. See README.md.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU-safe default; GPU users pick their CUDA build, e.g. TORCH_SPEC="torch==2.14.1 torchvision==0.29.1" with
+# PIP_INDEX_URL pointing at the matching PyTorch index.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= dev
+recipe ?=
+set ?=
+SET_ARGS := $(foreach s,$(set),--set $(s))
+SYSTEM_PACKAGES := espeak-ng
+
+.PHONY: pipeline install system-packages test demo bench-data help
+
+# `make recipe=NAME`: data -> train (all stages) -> eval every checkpoint -> runs/NAME/report.md
+pipeline:
+	@if [ -z "$(recipe)" ]; then $(MAKE) --no-print-directory help; exit 2; fi
+	$(BIN)/python -m data_builders build recipes/$(recipe).yaml $(SET_ARGS)
+	$(BIN)/python -m train recipes/$(recipe).yaml $(SET_ARGS)
+	$(BIN)/python -m eval watch runs/$(recipe) --once --recipe recipes/$(recipe).yaml $(SET_ARGS)
+
+help:
+	@echo "make install              create $(VENV), install Harken and its test tools, system packages"
+	@echo "make demo                 the whole pipeline on synthetic clips with a tiny backbone (CPU)"
+	@echo "make test                 the test suite (CPU, no network)"
+	@echo "make recipe=NAME [set=\"a.b=c ...\"]   data -> train -> eval for recipes/NAME.yaml"
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing -- run: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+install: system-packages
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	@echo "installed into $(VENV); try: make demo"
+
+test:
+	$(BIN)/python -m pytest -q
+
+demo:
+	$(MAKE) --no-print-directory pipeline recipe=demo set="$(set)"
+
+bench-data:
+	$(BIN)/python -m data_builders.bench

@@ -1,0 +1,107 @@
+"""Typed annotation records (contracts.md "Annotation JSONL") and a reader whose errors name file, line and field."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ClipAnnotation(BaseModel):
+    """One source clip with its event times. Unknown fields are kept (contract), ``video`` stays as written."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1)
+    video: str = Field(min_length=1)
+    source: str = "unknown"
+    duration: float = Field(gt=0)
+    visual_event: str = ""
+    t_visual: float = Field(ge=0)
+    audio_event: str = ""
+    t_audio: float = Field(ge=0)
+    split: Literal["train", "test"] | None = None
+
+    @model_validator(mode="after")
+    def _times_inside(self) -> "ClipAnnotation":
+        for name in ("t_visual", "t_audio"):
+            if getattr(self, name) > self.duration:
+                raise ValueError(f"{name}={getattr(self, name)} lies after the clip's end (duration={self.duration})")
+        return self
+
+
+class AnnotationError(ValueError):
+    """A record that cannot be used; ``file``, ``line`` and ``field`` say where."""
+
+    def __init__(self, file: str | Path, line: int, field: str, message: str):
+        self.file, self.line, self.field = str(file), line, field
+        super().__init__(f"{file}:{line}: field '{field}': {message}")
+
+
+@dataclass(frozen=True)
+class AnnotatedClip:
+    """An annotation with its video path resolved against the JSONL's folder."""
+
+    record: ClipAnnotation
+    path: Path
+    file: Path
+    line: int
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or "<record>"
+    return field, err.get("msg", str(exc))
+
+
+def iter_annotations(path: str | Path) -> Iterator[AnnotatedClip | AnnotationError]:
+    """Yield each line of an annotation JSONL as an :class:`AnnotatedClip`, or an :class:`AnnotationError` for a
+    bad line, so that a build can quarantine it and go on. Blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file does not exist")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                data = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                yield AnnotationError(path, lineno, "<json>", f"not valid JSON ({exc.msg})")
+                continue
+            if not isinstance(data, dict):
+                yield AnnotationError(path, lineno, "<record>", "a line must be a JSON object")
+                continue
+            try:
+                rec = ClipAnnotation.model_validate(data)
+            except ValidationError as exc:
+                field, msg = _first_error(exc)
+                yield AnnotationError(path, lineno, field, msg)
+                continue
+            yield AnnotatedClip(record=rec, path=(path.parent / rec.video), file=path, line=lineno)
+
+
+def read_annotations(path: str | Path) -> list[AnnotatedClip]:
+    """Read a whole annotation JSONL, raising the first :class:`AnnotationError` (for strict callers)."""
+    out = []
+    for item in iter_annotations(path):
+        if isinstance(item, AnnotationError):
+            raise item
+        out.append(item)
+    return out
+
+
+def write_jsonl(path: str | Path, rows) -> None:
+    """Write rows (dicts or pydantic models) as JSONL atomically: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            if isinstance(row, BaseModel):
+                row = row.model_dump(mode="json", exclude_none=True)
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)

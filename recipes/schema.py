@@ -1,0 +1,149 @@
+"""The recipe: one YAML file that drives data building, training and evaluation, validated before any work starts.
+
+Loading resolves ``extends:`` (an ablation names its base recipe and changes only what differs), applies
+``--set key.path=value`` overrides, then validates: unknown keys, wrong types and impossible combinations fail
+with the file, the key and the reason (:class:`RecipeError`). Sections live next to the code that reads them:
+``media`` (:mod:`recipes.media`), ``data`` (:mod:`recipes.data`), ``backbone``/``lora``/``quantization``/
+``stages``/``eval`` (:mod:`recipes.training`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from recipes.data import DataSection
+from recipes.media import MediaSettings
+from recipes.training import TrainingSections
+
+RECIPES_DIR = Path(__file__).resolve().parent
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used: ``file``, ``key`` (dotted path) and the reason."""
+
+    def __init__(self, file: str | Path, key: str, reason: str):
+        self.file, self.key, self.reason = str(file), key, reason
+        super().__init__(f"{file}: {key}: {reason}")
+
+
+class Recipe(TrainingSections):
+    """A whole recipe. ``name`` defaults to the file's stem; runs go to ``runs/<name>``, data to ``data/<name>``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    seed: int = Field(0, description="one seed for data sampling, answer phrasing, shuffles and training")
+    media: MediaSettings = MediaSettings()
+    data: DataSection = DataSection()
+
+    def hash(self) -> str:
+        """Content hash of the resolved recipe (what manifests and caches key on)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value  # lists and scalars replace: an ablation states the whole list it wants
+    return out
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    if path in chain:
+        raise RecipeError(path, "extends", "circular extends: " + " -> ".join(str(p) for p in (*chain, path)))
+    if not path.is_file():
+        raise RecipeError(path, "<file>", "recipe file does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(path, "<yaml>", f"not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise RecipeError(path, "<root>", "a recipe must be a mapping of sections")
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    parent_path = (path.parent / parent).resolve()
+    if not parent_path.suffix:
+        parent_path = parent_path.with_suffix(".yaml")
+    base = _read_yaml(parent_path, (*chain, path))
+    base.pop("name", None)  # a child is its own recipe: its name comes from its own file
+    base.pop("description", None)
+    return _deep_merge(base, raw)
+
+
+def _apply_override(tree: dict, assignment: str, file: Path) -> None:
+    if "=" not in assignment:
+        raise RecipeError(file, assignment, "an override must look like key.path=value")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise RecipeError(file, key, f"'{part}' is not an index of that list")
+            node = node[int(part)]
+            continue
+        node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise RecipeError(file, key, f"'{part}' is a value, not a section")
+    parsed = yaml.safe_load(value) if value.strip() else ""
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise RecipeError(file, key, f"'{last}' is not an index of that list")
+        node[int(last)] = parsed
+    else:
+        node[last] = parsed
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """``recipes/demo.yaml``, ``demo.yaml`` or ``demo`` -> the recipe file."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    for cand in (RECIPES_DIR / p, RECIPES_DIR / f"{p}.yaml", RECIPES_DIR / p.name):
+        if cand.is_file():
+            return cand
+    raise RecipeError(p, "<file>", f"no recipe file here or in {RECIPES_DIR}")
+
+
+def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """Load, resolve ``extends``, apply ``overrides`` (``a.b=c``) and validate a recipe.
+
+    Raises:
+        RecipeError: naming the file, the key and the reason.
+    """
+    path = resolve_path(name_or_path)
+    tree = _read_yaml(path.resolve())
+    tree.setdefault("name", path.stem)
+    for assignment in overrides:
+        _apply_override(tree, assignment, path)
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown key (check its spelling against the schema in recipes/)"
+        raise RecipeError(path, key, msg) from exc
+
+
+def dump_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the resolved recipe as YAML (checkpoints keep a copy of what produced them)."""
+    Path(path).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+
+
+def recipe_dict(recipe: Recipe) -> dict[str, Any]:
+    return recipe.model_dump(mode="json")

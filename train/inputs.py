@@ -1,0 +1,58 @@
+"""Turn conversations plus decoded media into model inputs: the one place the Omni processor is called.
+
+Training collators and evaluation suites both go through :func:`encode`, so fps, pixel budget, sample rate and
+the audio-in-video flag always come from the recipe's media block (style.md §2), never from processor defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from recipes.media import MediaSettings
+
+
+def videos_kwargs(media: MediaSettings) -> dict:
+    """Video-processor arguments for frames already sampled by the media loader."""
+    return {
+        "fps": media.fps,
+        "do_sample_frames": False,  # the loader already sampled at media.fps; sampling twice would drop frames
+        "min_pixels": media.min_pixels,
+        "max_pixels": media.max_pixels,
+        "cap_pixels_per_frame": True,
+    }
+
+
+def encode(processor, media: MediaSettings, texts: Sequence[str], videos: Sequence[np.ndarray] | None = None,
+           audios: Sequence[np.ndarray] | None = None, images: Sequence | None = None, padding_side: str = "right"):
+    """Tokenise ``texts`` (already chat-templated, one video placeholder each when ``videos`` is given) with one
+    video and its own (possibly intervened) waveform per text.
+
+    With ``media.audio_in_video`` the waveform is interleaved with the frames (TMRoPE); the model's ``forward``
+    must then get ``use_audio_in_video=True`` (see :func:`forward_kwargs`).
+    Returns the processor's ``BatchFeature`` with torch tensors.
+    """
+    kwargs: dict = {"text": list(texts), "return_tensors": "pt", "padding": True, "padding_side": padding_side}
+    if images is not None:
+        kwargs["images"] = list(images)
+    if videos is not None:
+        kwargs["videos"] = list(videos)
+        kwargs["videos_kwargs"] = videos_kwargs(media)
+        if audios is not None:
+            if len(audios) != len(videos):
+                raise ValueError(f"{len(videos)} videos but {len(audios)} audio tracks: give one track per video")
+            kwargs["audio"] = [np.asarray(a, dtype=np.float32) for a in audios]
+            if media.audio_in_video:
+                kwargs["audio_from_video_indices"] = list(range(len(videos)))
+                kwargs["load_audio_from_video"] = True
+    elif audios is not None:
+        kwargs["audio"] = [np.asarray(a, dtype=np.float32) for a in audios]
+    if "audio" in kwargs:
+        kwargs["audio_kwargs"] = {"sampling_rate": media.sample_rate}
+    return processor(**kwargs)
+
+
+def forward_kwargs(media: MediaSettings, has_video_audio: bool) -> dict:
+    """Extra ``forward``/``generate`` arguments that must agree with how inputs were encoded."""
+    return {"use_audio_in_video": bool(media.audio_in_video and has_video_audio)}
