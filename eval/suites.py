@@ -1,0 +1,24 @@
+"""The registry of evaluation suites: one plain dict, name -> "module:function" (resolved lazily, so listing the
+suites imports nothing heavy and a suite's module has no import-time side effects).
+
+A suite function has the signature ``run(ctx: eval.context.EvalContext) -> dict`` and returns its JSON section
+of ``results.json`` (``{"metrics": {...}, ...}``), with every number computed from predictions it made or cached.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+SUITES: dict[str, str] = {
+    # "thud": "eval.thud:run",                        # issue #5
+    # "spectrogram_mcq": "eval.spectrogram_mcq:run",  # issue #6
+}
+
+
+def get_suite(name: str) -> Callable:
+    """Return the run function of suite ``name``. Raises KeyError naming the known suites."""
+    if name not in SUITES:
+        raise KeyError(f"unknown eval suite {name!r}; known: {sorted(SUITES) or 'none yet'}")
+    module, func = SUITES[name].split(":")
+    return getattr(importlib.import_module(module), func)
