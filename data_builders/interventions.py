@@ -102,11 +102,17 @@ def apply_intervention(audio: np.ndarray, spec: Intervention, sample_rate: int,
 
 
 def intervened_audio(video: str | Path, spec: Intervention, sample_rate: int, max_seconds: float | None = None,
-                     base_dir: str | Path | None = None) -> np.ndarray:
+                     base_dir: str | Path | None = None, start: float = 0.0, end: float | None = None) -> np.ndarray:
     """Decode a clip's track with the media loader and apply ``spec`` (decoding the donor for a swap).
 
-    Relative paths resolve against ``base_dir`` when given.
+    Relative paths resolve against ``base_dir`` when given. ``start``/``end`` (seconds; FineVideo segments) return
+    only that segment's samples, cut after the intervention; ``max_seconds`` then counts from ``start``.
     """
+    if start > 0 or end is not None:
+        stop = end if max_seconds is None else min(end if end is not None else np.inf, start + max_seconds)
+        whole = intervened_audio(video, spec, sample_rate, None if stop == np.inf else stop, base_dir)
+        return whole[int(round(start * sample_rate)): None if stop == np.inf or stop is None
+                     else int(round(stop * sample_rate))]
     from data_builders.media import load_audio
 
     def _p(p: str | Path) -> Path:

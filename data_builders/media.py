@@ -106,10 +106,14 @@ def sample_times(duration: float, media: MediaSettings) -> np.ndarray:
     return times[times < max(duration, 1e-6)] if duration > 0 else times
 
 
-def load_frames(path: str | Path, media: MediaSettings) -> tuple[np.ndarray, np.ndarray, float]:
+def load_frames(path: str | Path, media: MediaSettings, start: float = 0.0,
+                end: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Decode the frames shown to a model: returns (frames (T,H,W,3) uint8, times (T,), clip duration in s).
 
-    Each sampled time takes the last decoded frame whose timestamp is at or before it.
+    Each sampled time takes the last decoded frame whose timestamp is at or before it. With ``start``/``end``
+    (seconds; FineVideo segments) only that segment is sampled, as if it were a clip of its own (same fps and frame
+    cap), after a seek: a segment deep into a long video does not decode what comes before it. ``times`` are then
+    container times (from ``start`` on).
     """
     import av
 
@@ -119,7 +123,20 @@ def load_frames(path: str | Path, media: MediaSettings) -> tuple[np.ndarray, np.
             raise TruncatedMediaError(path, "has no video stream")
         stream = container.streams.video[0]
         declared = _container_duration(container)
-        targets = sample_times(declared if declared > 0 else media.max_clip_seconds, media)
+        if start > 0 or end is not None:
+            seg_end = end if end is not None else declared
+            if declared > 0:
+                seg_end = min(seg_end, declared)
+            if seg_end <= start:
+                raise ValueError(f"{path}: segment [{start}, {end}) is empty or starts after the clip's end "
+                                 f"({declared:.2f}s)")
+            targets = start + sample_times(seg_end - start, media)
+            if start > 0 and stream.time_base is not None:
+                container.seek(int(start / stream.time_base), stream=stream, backward=True)
+            declared_end = min(seg_end, start + media.max_clip_seconds)
+        else:
+            targets = sample_times(declared if declared > 0 else media.max_clip_seconds, media)
+            declared_end = min(declared, media.max_clip_seconds)
         height, width = media.frame_size(stream.codec_context.height, stream.codec_context.width)
         picked: list[np.ndarray] = []
         last_time = -1.0
@@ -140,7 +157,7 @@ def load_frames(path: str | Path, media: MediaSettings) -> tuple[np.ndarray, np.
             raise TruncatedMediaError(path, f"video stream is corrupt ({exc})") from exc
         if previous is None:
             raise TruncatedMediaError(path, "video stream has no decodable frame")
-        if declared > 0 and i < len(targets) and last_time < min(declared, media.max_clip_seconds) - 1.0 / max(
+        if declared > 0 and i < len(targets) and last_time < declared_end - 1.0 / max(
             float(stream.average_rate or 25), 1.0
         ) - _TRUNCATION_TOLERANCE_S:
             raise TruncatedMediaError(

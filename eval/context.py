@@ -16,12 +16,24 @@ from typing import Any, Callable
 from recipes.media import MediaSettings
 
 
+# In-process memo: (folder, files with size and mtime) -> hash. `eval watch` asks for the fingerprint of every
+# checkpoint on every scan; re-hashing tens of GB of unchanged weights each time would dominate its run time.
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def checkpoint_fingerprint(path: str | Path) -> str:
     """Content hash of a checkpoint folder's weight and config files (not its path or mtime)."""
     path = Path(path)
-    h = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"}
                    and "trainer_state" not in p.name and p.parent.name != "eval")
+    stamp = (str(path.resolve()), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if stamp not in _FINGERPRINTS:
+        _FINGERPRINTS[stamp] = _hash_files(path, files)
+    return _FINGERPRINTS[stamp]
+
+
+def _hash_files(path: Path, files: list[Path]) -> str:
+    h = hashlib.sha256()
     for p in files:
         h.update(p.relative_to(path).as_posix().encode())
         with p.open("rb") as fh:
@@ -33,19 +45,30 @@ def checkpoint_fingerprint(path: str | Path) -> str:
 class PredictionCache:
     """Append-only JSONL of predictions: one line per (key, prediction); lines written and flushed one by one."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, also_read: tuple[str | Path, ...] = ()):
+        """``path`` is read and appended to; ``also_read`` are other shards' files, read only (data-parallel
+        evaluation: each process appends to its own file, and the merge reads them all)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._data: dict[str, Any] = {}
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash: that item is simply recomputed
-                self._data[row["key"]] = row["value"]
+        for source in (*also_read, self.path):
+            self._read(Path(source))
         self.hits = 0
         self.misses = 0
+
+    def _read(self, path: Path) -> None:
+        if not path.is_file():
+            return
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash: that item is simply recomputed
+            self._data[row["key"]] = row["value"]
+
+    def peek(self, key: str) -> Any | None:
+        """The stored value of ``key`` or None, without computing or counting anything."""
+        return self._data.get(key)
 
     @staticmethod
     def key(*parts: Any) -> str:
@@ -78,8 +101,17 @@ class EvalContext:
     cache: PredictionCache
     options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    # Data-parallel evaluation (accelerate): this process computes the items whose index % world == rank.
+    shard: tuple[int, int] = (0, 1)
+
+    def key(self, suite: str, item_id: str, settings: dict) -> str:
+        """The cache key of one item's prediction under ``settings``."""
+        return PredictionCache.key(self.fingerprint, suite, item_id, settings, self.media.model_dump())
+
+    def lookup(self, suite: str, item_id: str, settings: dict) -> Any | None:
+        """The cached prediction, or None when it has not been computed (by this or another shard)."""
+        return self.cache.peek(self.key(suite, item_id, settings))
 
     def cached(self, suite: str, item_id: str, settings: dict, compute: Callable[[], Any]) -> Any:
         """The prediction for one item under ``settings``, from the cache or computed and stored."""
-        key = PredictionCache.key(self.fingerprint, suite, item_id, settings, self.media.model_dump())
-        return self.cache.get_or_compute(key, compute)
+        return self.cache.get_or_compute(self.key(suite, item_id, settings), compute)

@@ -11,8 +11,8 @@ import importlib
 from typing import Callable
 
 SUITES: dict[str, str] = {
-    # "thud": "eval.thud:run",                        # issue #5
-    # "spectrogram_mcq": "eval.spectrogram_mcq:run",  # issue #6
+    "thud": "eval.thud:run",                          # issue #5
+    "spectrogram_mcq": "eval.spectrogram_mcq:run",    # issue #6
 }
 
 

@@ -56,8 +56,21 @@ QWEN3_OMNI = OmniFamily(
                    "<tts_pad>", "<tts_text_bos>", "<tts_text_eod>", "<tts_text_bos_single>"),
 )
 
+# Vision-language (no audio) family, for the spectrogram benchmark (issue #6): images only, built by train/vlm.py.
+QWEN25_VL = OmniFamily(
+    name="qwen2.5-vl",
+    model_class="Qwen2_5_VLForConditionalGeneration",
+    config_class="Qwen2_5_VLConfig",
+    processor_class="Qwen2_5_VLProcessor",
+    tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"},
+    other_special=("<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "<|vision_pad|>"),
+)
+
 # Reserved names a recipe may use for the offline tiny backbones.
 TINY_BACKBONES: dict[str, OmniFamily] = {"tiny-qwen2.5-omni": QWEN25_OMNI, "tiny-qwen3-omni": QWEN3_OMNI}
+# Tiny vision-language models (train/vlm.py); kept apart because they have no audio tower.
+TINY_VLMS: dict[str, OmniFamily] = {"tiny-qwen2.5-vl": QWEN25_VL}
 
 # Text the tiny tokenizer's BPE merges are learnt from: the vocabulary of Harken's prompts and answers, so that
 # tiny-model sequences stay short. The merges do not matter for correctness, only for sequence length.
@@ -122,7 +135,8 @@ def _chat_template(family: OmniFamily) -> str:
     t = family.tokens
     video = t["vision_bos_token"] + t["video_token"] + t["vision_eos_token"]
     image = t["vision_bos_token"] + t["image_token"] + t["vision_eos_token"]
-    audio = t["audio_bos_token"] + t["audio_token"] + t["audio_eos_token"]
+    # Vision-language families have no audio tokens: an audio item then renders as nothing.
+    audio = t["audio_bos_token"] + t["audio_token"] + t["audio_eos_token"] if "audio_token" in t else ""
     return (
         "{% for message in messages %}"
         "{{ '<|im_start|>' + message['role'] + '\\n' }}"
@@ -235,6 +249,8 @@ def family_of(config) -> OmniFamily:
         return QWEN3_OMNI
     if model_type.startswith("qwen2_5_omni"):
         return QWEN25_OMNI
+    if model_type.startswith("qwen2_5_vl"):
+        return QWEN25_VL
     raise ValueError(f"model_type {model_type!r} is not a Qwen-Omni thinker Harken knows how to train")
 
 
@@ -250,6 +266,13 @@ def resolve_backbone(name_or_path: str, cache_dir: str | Path | None = None) -> 
         folder = (Path(cache_dir) if cache_dir else DEFAULT_CACHE) / name_or_path
         if not (folder / "config.json").is_file():
             build_tiny_backbone(name_or_path, folder)
+        return str(folder)
+    if name_or_path in TINY_VLMS:
+        from train.vlm import build_tiny_vlm
+
+        folder = (Path(cache_dir) if cache_dir else DEFAULT_CACHE) / name_or_path
+        if not (folder / "config.json").is_file():
+            build_tiny_vlm(name_or_path, folder)
         return str(folder)
     if Path(name_or_path).is_dir():
         return name_or_path

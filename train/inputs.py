@@ -56,3 +56,39 @@ def encode(processor, media: MediaSettings, texts: Sequence[str], videos: Sequen
 def forward_kwargs(media: MediaSettings, has_video_audio: bool) -> dict:
     """Extra ``forward``/``generate`` arguments that must agree with how inputs were encoded."""
     return {"use_audio_in_video": bool(media.audio_in_video and has_video_audio)}
+
+
+def chat_messages(prompt: str, answer: str | None = None, video: bool = True, audio: bool = False) -> list[dict]:
+    """A single-turn conversation in the processor's content-list format: the clip (when ``video``) and a separate
+    audio item (when ``audio``: the track is not interleaved with the video) before the prompt in the user turn,
+    and the assistant's ``answer`` when given.
+
+    Training collators and evaluation build their texts from this, so both show the model the same layout.
+    """
+    content: list[dict] = [{"type": "video"}] if video else []
+    if audio:
+        content.append({"type": "audio"})
+    content.append({"type": "text", "text": prompt})
+    messages = [{"role": "user", "content": content}]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages
+
+
+def chat_prompt_and_completion(processor, prompt: str, answer: str, video: bool = True,
+                               audio: bool = False) -> tuple[str, str]:
+    """Render (prompt text ending with the assistant header, completion text) with the processor's chat template.
+
+    ``prompt + completion`` is exactly the rendered conversation, so the completion's tokens are the ones the loss
+    sees. Raises:
+        ValueError: the template renders the prompt differently with and without the answer (then no prefix split
+            exists and prompt masking would be wrong).
+    """
+    head = processor.apply_chat_template(chat_messages(prompt, None, video, audio), tokenize=False,
+                                         add_generation_prompt=True)
+    full = processor.apply_chat_template(chat_messages(prompt, answer, video, audio), tokenize=False)
+    if not full.startswith(head):
+        raise ValueError("the chat template renders the prompt differently once an answer follows; prompt tokens "
+                         "cannot be masked reliably. Use a template whose generation prompt is a prefix of the "
+                         f"full conversation (got head {head[-40:]!r} vs full {full[:len(head)][-40:]!r})")
+    return head, full[len(head):]

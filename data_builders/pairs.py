@@ -1,0 +1,408 @@
+"""Pair and sample builders (training.md "Data sources"): one registry, a plain dict ``name -> builder``.
+
+A builder takes the eligible inputs (:class:`BuildInputs`), a count and a seeded generator and returns exactly that
+many :class:`~data_builders.records.PreferencePair`. Inputs are cycled in a seeded order when the count exceeds
+them (each pass draws new offsets and phrasings). SFT samples are the chosen sides as single-turn samples
+(:func:`sft_samples`), one per condition the builder draws.
+
+Every number an answer states comes from the annotation and the intervention (``meta`` keeps them: ``t_visual``,
+``t_audio``, ``offset``, ``t_sound``), so tests can check each answer against its own spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from data_builders.annotations import ClipAnnotation
+from data_builders.answers import FV_PROMPTS, FV_TEMPLATES, ClipFacts, answer, clip_prompt, pick
+from data_builders.interventions import ORIGINAL, Intervention
+from data_builders.readers import FineVideoClip, FVScene, LlavaItem
+from data_builders.records import PreferencePair, SFTSample
+from recipes.data import ShiftSettings
+
+
+class BuildError(ValueError):
+    """A source that cannot produce what the recipe asks (e.g. no eligible input)."""
+
+
+def audio_event_key(ann: ClipAnnotation) -> str:
+    """What a swap donor must differ in (training.md: a different audio event): the synthetic ``object_class``
+    where present, else the audio event text, case- and space-insensitive. Eval and materialize use it too."""
+    extra = ann.model_extra or {}
+    return str(extra.get("object_class") or " ".join(ann.audio_event.lower().split()))
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A usable training clip: its annotation, absolute video path and probed duration (seconds)."""
+
+    ann: ClipAnnotation
+    video: str
+    duration: float
+
+    @property
+    def id(self) -> str:
+        return self.ann.id
+
+    @property
+    def event_key(self) -> str:
+        return audio_event_key(self.ann)
+
+    def facts(self) -> ClipFacts:
+        return ClipFacts(self.ann.visual_event, self.ann.audio_event, self.ann.t_visual, self.ann.t_audio)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A FineVideo scene of a cached clip."""
+
+    clip: FineVideoClip
+    scene: FVScene
+
+    @property
+    def id(self) -> str:
+        return f"{self.clip.id}@{self.scene.start:.3f}"
+
+    def speech(self) -> list[str]:
+        return [s.text.strip() for s in self.clip.speech
+                if s.text.strip() and s.end > self.scene.start and s.start < self.scene.end]
+
+
+@dataclass
+class BuildInputs:
+    """Everything builders draw from (training split only), and the recipe's shift settings and seed."""
+
+    clips: list[Clip] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    llava: list[LlavaItem] = field(default_factory=list)
+    shift: ShiftSettings = field(default_factory=ShiftSettings)
+    seed: int = 0
+
+
+Builder = Callable[[BuildInputs, int, np.random.Generator], list[PreferencePair]]
+PAIR_BUILDERS: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    """Add a builder to :data:`PAIR_BUILDERS`; a second builder of the same name is an error."""
+
+    def deco(fn: Builder) -> Builder:
+        if name in PAIR_BUILDERS:
+            raise ValueError(f"pair builder '{name}' is already registered ({PAIR_BUILDERS[name].__module__})")
+        PAIR_BUILDERS[name] = fn
+        return fn
+
+    return deco
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# offsets and donors
+
+
+def feasible_ranges(shift: ShiftSettings, t_audio: float, duration: float) -> dict[int, list[tuple[float, float]]]:
+    """Ranges of |Δ| per sign (+1 delay, -1 early) that keep the shifted sound onset ``shift.margin`` inside the
+    clip: a delay needs ``t_audio + |Δ| <= duration - margin``, an early shift ``t_audio - |Δ| >= margin``."""
+    limits = {1: duration - shift.margin - t_audio, -1: t_audio - shift.margin}
+    signs = {"both": (1, -1), "delay": (1,), "early": (-1,)}[shift.signs]
+    out: dict[int, list[tuple[float, float]]] = {}
+    for s in signs:
+        ranges = []
+        for lo, hi in shift.bands:
+            top = min(hi, limits[s])
+            # Offsets sit on the step grid so answers state them exactly.
+            k_lo, k_hi = int(np.ceil(lo / shift.step - 1e-9)), int(np.floor(top / shift.step + 1e-9))
+            if k_hi >= k_lo and k_lo > 0:
+                ranges.append((k_lo * shift.step, k_hi * shift.step))
+        if ranges:
+            out[s] = ranges
+    return out
+
+
+def draw_offset(shift: ShiftSettings, clip: Clip, rng: np.random.Generator, prefer: int | None = None) -> float | None:
+    """A signed offset Δ for ``clip``: sign ``prefer`` when feasible (else the other), band uniform, |Δ| uniform on
+    the step grid within the band. None when no offset fits the clip."""
+    ranges = feasible_ranges(shift, clip.ann.t_audio, clip.duration)
+    if not ranges:
+        return None
+    sign = prefer if prefer in ranges else sorted(ranges)[int(rng.integers(len(ranges)))]
+    lo, hi = ranges[sign][int(rng.integers(len(ranges[sign])))]
+    k = int(rng.integers(round(lo / shift.step), round(hi / shift.step) + 1))
+    return round(sign * k * shift.step, 6)
+
+
+def shift_eligible(clips: list[Clip], shift: ShiftSettings) -> tuple[list[Clip], list[Clip]]:
+    """Split clips into those that fit at least one requested shift and those too short for any."""
+    ok = [c for c in clips if feasible_ranges(shift, c.ann.t_audio, c.duration)]
+    ids = {c.id for c in ok}
+    return ok, [c for c in clips if c.id not in ids]
+
+
+def donors_for(clip: Clip, clips: list[Clip]) -> list[Clip]:
+    """Clips whose audio event differs from ``clip``'s (training.md: a swap donor has a different audio event)."""
+    return [d for d in clips if d.id != clip.id and d.event_key != clip.event_key]
+
+
+def pick_donor(ann: ClipAnnotation, candidates: list[ClipAnnotation], rng: np.random.Generator) -> ClipAnnotation:
+    """A swap donor for ``ann`` among ``candidates``: another clip with a different audio event (seeded).
+
+    Raises:
+        BuildError: no candidate has a different audio event.
+    """
+    pool = [c for c in candidates if c.id != ann.id and audio_event_key(c) != audio_event_key(ann)]
+    if not pool:
+        raise BuildError(f"no swap donor for '{ann.id}': every other clip has the same audio event; add clips with "
+                         "other sounds")
+    return pool[int(rng.integers(len(pool)))]
+
+
+def _cycle(items: list, n: int, rng: np.random.Generator) -> Iterator[tuple[int, object]]:
+    """``n`` items: seeded permutations of ``items`` one after another."""
+    k = 0
+    while k < n:
+        for i in rng.permutation(len(items)):
+            if k >= n:
+                return
+            yield k, items[int(i)]
+            k += 1
+
+
+def _need(source: str, items: list, n: int) -> None:
+    if n > 0 and not items:
+        raise BuildError(f"source '{source}': no eligible input for {n} items; check the inputs and "
+                         "quarantine.jsonl, or set its count to 0")
+
+
+def _meta(clip: Clip, spec: Intervention, chosen_kind: str, rejected_kind: str, **extra) -> dict:
+    offset = spec.offset if spec.kind == "shift" else 0.0
+    meta = {"condition": spec.kind, "t_visual": clip.ann.t_visual, "t_audio": clip.ann.t_audio,
+            "offset": offset, "t_sound": round(clip.ann.t_audio + offset, 6), "duration": clip.duration,
+            "chosen_kind": chosen_kind, "rejected_kind": rejected_kind, "audio_event": clip.ann.audio_event,
+            "visual_event": clip.ann.visual_event}
+    meta.update(extra)
+    return meta
+
+
+def _pair(source: str, k: int, clip: Clip, spec: Intervention, chosen: str, rejected: str, meta: dict,
+          seed: int) -> PreferencePair:
+    return PreferencePair(id=f"{source}-{k:05d}-{clip.id}", source=source, source_id=clip.id, video=clip.video,
+                          prompt=clip_prompt(clip.id, seed), chosen=chosen, rejected=rejected,
+                          chosen_intervention=spec, rejected_intervention=spec, meta=meta)
+
+
+def _desync_claim(clip: Clip, inputs: BuildInputs, rng: np.random.Generator) -> tuple[str, str, float]:
+    """A wrong "delayed/early" claim for a clip whose audio is in sync (offset drawn like a real shift)."""
+    off = draw_offset(inputs.shift, clip, rng)
+    if off is None:  # too short to shift for real, but a false claim may still name a plausible offset
+        lo, hi = inputs.shift.bands[0]
+        off = float(rng.choice([-1, 1])) * round(float(rng.uniform(lo, hi)), 1)
+    kind = "delayed" if off > 0 else "early"
+    return kind, answer(kind, clip.facts(), rng, offset=off), off
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# clip sources
+
+
+def _original_pair(source: str, k: int, clip: Clip, inputs: BuildInputs, rng: np.random.Generator) -> PreferencePair:
+    chosen = answer("synced", clip.facts(), rng)
+    rkind, rejected, claimed = _desync_claim(clip, inputs, rng)
+    return _pair(source, k, clip, ORIGINAL, chosen, rejected,
+                 _meta(clip, ORIGINAL, "synced", rkind, claimed_offset=claimed), inputs.seed)
+
+
+@register("ctp")
+def build_ctp(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """Counterfactual temporal preferences: conditions cycle original, delay, early (the feasible sign when only
+    one fits). Chosen states the true relation with its numbers; rejected claims sync (shifted clips, half the
+    time) or the wrong direction / a desync (originals)."""
+    clips, _ = shift_eligible(inputs.clips, inputs.shift)
+    _need("ctp", clips, n)
+    out = []
+    for k, clip in _cycle(clips, n, rng):
+        if k % 3 == 0:
+            out.append(_original_pair("ctp", k, clip, inputs, rng))
+            continue
+        off = draw_offset(inputs.shift, clip, rng, prefer=1 if k % 3 == 1 else -1)
+        spec = Intervention(kind="shift", offset=off)
+        ckind = "delayed" if off > 0 else "early"
+        chosen = answer(ckind, clip.facts(), rng, offset=off)
+        if rng.random() < 0.5:
+            rkind, rejected = "synced", answer("synced", clip.facts(), rng)
+        else:  # wrong direction, same magnitude
+            rkind = "early" if off > 0 else "delayed"
+            rejected = answer(rkind, clip.facts(), rng, offset=-off)
+        out.append(_pair("ctp", k, clip, spec, chosen, rejected, _meta(clip, spec, ckind, rkind), inputs.seed))
+    return out
+
+
+@register("orig_sync")
+def build_orig_sync(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """Originals only: the synced answer over a desynchronised claim."""
+    _need("orig_sync", inputs.clips, n)
+    return [_original_pair("orig_sync", k, c, inputs, rng) for k, c in _cycle(inputs.clips, n, rng)]
+
+
+@register("mute")
+def build_mute(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """Muted clips: identifying silence over describing the expected sound (the hallucination)."""
+    _need("mute", inputs.clips, n)
+    spec = Intervention(kind="mute")
+    out = []
+    for k, clip in _cycle(inputs.clips, n, rng):
+        out.append(_pair("mute", k, clip, spec, answer("silent", clip.facts(), rng),
+                         answer("synced", clip.facts(), rng), _meta(clip, spec, "silent", "synced"), inputs.seed))
+    return out
+
+
+@register("swap")
+def build_swap(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """Swapped tracks (donor with a different audio event): flagging the mismatch and naming what is heard, over
+    accepting the heard sound as the visible event's."""
+    eligible = [c for c in inputs.clips if donors_for(c, inputs.clips)]
+    _need("swap", eligible, n)
+    out = []
+    for k, clip in _cycle(eligible, n, rng):
+        donors = donors_for(clip, inputs.clips)
+        donor = donors[int(rng.integers(len(donors)))]
+        spec = Intervention(kind="swap", donor=donor.id, donor_video=donor.video)
+        heard = donor.ann.audio_event
+        out.append(_pair("swap", k, clip, spec, answer("mismatched", clip.facts(), rng, heard_event=heard),
+                         answer("false_match", clip.facts(), rng, heard_event=heard),
+                         _meta(clip, spec, "mismatched", "false_match", donor_audio_event=heard), inputs.seed))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# FineVideo and external sources
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
+def _snippet(text: str, words: int = 14) -> str:
+    parts = text.split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+
+
+def _visual_text(seg: Segment) -> str:
+    acts = [_sentence(a.description) for a in seg.scene.activities if a.description.strip()]
+    return " ".join(acts) or _sentence(seg.scene.narrative) or "The scene continues."
+
+
+def _audio_text(lines: list[str], correlation: str) -> str:
+    parts = []
+    if lines:
+        parts.append("someone says: \"" + _snippet(" ".join(lines), 30) + "\"")
+    if correlation.strip():
+        parts.append(correlation.strip()[0].lower() + correlation.strip()[1:])
+    return _sentence("; ".join(parts)) if parts else ""
+
+
+def _fv_record(source: str, k: int, seg: Segment, prompt: str, chosen: str, rejected: str, meta: dict):
+    return PreferencePair(id=f"{source}-{k:05d}-{seg.clip.id}", source=source, source_id=seg.clip.id,
+                          video=seg.clip.video, start=seg.scene.start, end=seg.scene.end, prompt=prompt,
+                          chosen=chosen, rejected=rejected, meta=meta)
+
+
+@register("fv_d")
+def build_fv_d(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """FineVideo segment descriptions: what is seen and heard, over the same description with the audible part
+    contradicted (segments with speech) or taken from another segment (segments without)."""
+    speaking = [s for s in inputs.segments if s.speech()]
+    eligible = [s for s in inputs.segments if s.speech() or speaking]
+    _need("fv_d", eligible, n)
+    out = []
+    for k, seg in _cycle(eligible, n, rng):
+        visual = _visual_text(seg)
+        audio = _audio_text(seg.speech(), seg.scene.audio_visual_correlation) or pick(FV_TEMPLATES["no_speech"], rng)
+        if seg.speech():
+            fake, how = pick(FV_TEMPLATES["no_speech"], rng), "contradicted"
+        else:
+            other = [s for s in speaking if s.id != seg.id]
+            fake, how = _audio_text(other[int(rng.integers(len(other)))].speech(), ""), "other_segment"
+        tmpl = pick(FV_TEMPLATES["describe"], rng)
+        fill = lambda a: tmpl.format(visual=visual, visual_lc=visual[:1].lower() + visual[1:], audio=a)  # noqa: E731
+        prompt = FV_PROMPTS["describe"][k % len(FV_PROMPTS["describe"])]
+        out.append(_fv_record("fv_d", k, seg, prompt, fill(audio), fill(fake),
+                              {"condition": "original", "rejected_kind": how, "start": seg.scene.start,
+                               "end": seg.scene.end}))
+    return out
+
+
+@register("fv_a_l")
+def build_fv_a_l(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """FineVideo audio-visual multiple choice with a long-form answer: the grounded explanation + the right option,
+    over the same explanation + a wrong option. Distractors are speech from other segments."""
+    speaking = [s for s in inputs.segments if s.speech() and s.scene.activities]
+    pool_texts = sorted({_snippet(" ".join(s.speech())) for s in inputs.segments if s.speech()})
+    eligible = [s for s in speaking if len(pool_texts) >= 2]
+    _need("fv_a_l", eligible, n)
+    out = []
+    for k, seg in _cycle(eligible, n, rng):
+        right = _snippet(" ".join(seg.speech()))
+        others = [t for t in pool_texts if t != right]
+        picked = [others[int(i)] for i in rng.permutation(len(others))[:3]]
+        options = [right, *picked]
+        order = rng.permutation(len(options))
+        options = [options[int(i)] for i in order]
+        correct = options.index(right)
+        wrong = int(rng.choice([i for i in range(len(options)) if i != correct]))
+        act = seg.scene.activities[int(rng.integers(len(seg.scene.activities)))].description.strip().rstrip(".")
+        question = pick(FV_TEMPLATES["av_question"], rng).format(activity=act[:1].lower() + act[1:])
+        letters = "ABCDEFGH"
+        prompt = question + "\n" + "\n".join(f"({letters[i]}) \"{o}\"" for i, o in enumerate(options))
+        expl = f"While {act[:1].lower() + act[1:]}, the audio has someone saying \"{right}\"."
+        if seg.scene.audio_visual_correlation.strip():
+            expl += " " + _sentence(seg.scene.audio_visual_correlation)
+        tmpl = pick(FV_TEMPLATES["av_answer"], rng)
+        chosen = tmpl.format(explanation=expl, letter=letters[correct], option=f"\"{options[correct]}\"")
+        rejected = tmpl.format(explanation=expl, letter=letters[wrong], option=f"\"{options[wrong]}\"")
+        out.append(_fv_record("fv_a_l", k, seg, prompt, chosen, rejected,
+                              {"condition": "original", "answer_index": correct, "rejected_index": wrong,
+                               "start": seg.scene.start, "end": seg.scene.end}))
+    return out
+
+
+@register("llava_video")
+def build_llava_video(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """An external video preference set, as given (prompt, chosen, rejected, video)."""
+    _need("llava_video", inputs.llava, n)
+    return [PreferencePair(id=f"llava_video-{k:05d}-{it.id}", source="llava_video", source_id=it.id,
+                           video=str(it.path), prompt=it.record.prompt, chosen=it.record.chosen,
+                           rejected=it.record.rejected, meta={"condition": "original"})
+            for k, it in _cycle(inputs.llava, n, rng)]
+
+
+def build_pairs(source: str, inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """Exactly ``n`` pairs of ``source`` (a key of :data:`PAIR_BUILDERS`). Raises BuildError / KeyError."""
+    if source not in PAIR_BUILDERS:
+        raise KeyError(f"unknown source '{source}'; known: {sorted(PAIR_BUILDERS)}")
+    if n <= 0:
+        return []
+    pairs = PAIR_BUILDERS[source](inputs, n, rng)
+    if len(pairs) != n:
+        raise RuntimeError(f"builder '{source}' returned {len(pairs)} items instead of {n}; that is a bug in it")
+    return pairs
+
+
+def sft_samples(source: str, inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[SFTSample]:
+    """Exactly ``n`` SFT samples of ``source``: the chosen side of freshly drawn pairs, as single-turn samples
+    with the chosen side's audio condition (so conditions cycle like the pairs: original, delayed, early, ...)."""
+    out = []
+    for p in build_pairs(source, inputs, n, rng):
+        out.append(SFTSample(id="sft-" + p.id, source=p.source, source_id=p.source_id, video=p.video, start=p.start,
+                             end=p.end, prompt=p.prompt, answer=p.chosen, intervention=p.chosen_intervention,
+                             meta=p.meta))
+    return out
+
+
+def resolve_video(base: Path, video: str) -> str:
+    """Absolute path of a record's video (relative paths are relative to the dataset folder)."""
+    p = Path(video)
+    return str(p if p.is_absolute() else (base / p).resolve())

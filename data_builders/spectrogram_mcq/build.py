@@ -1,0 +1,232 @@
+"""``python -m data_builders spectrogram-mcq``: the whole build, the item record, prompts and SFT records.
+
+Order: lexicon -> eSpeak NG IPA (one batched call) -> option sets (options.py) -> speech and images in parallel
+(render.py, skipped when already on disk) -> ``items.jsonl`` written atomically last.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from data_builders.annotations import write_jsonl
+from data_builders.spectrogram_mcq.options import (OPTIONS_PER_ITEM, assign_items, cluster_option_sets,
+                                                   load_lexicon, ped, segments)
+from data_builders.spectrogram_mcq.render import RenderParams, espeak_version, phonemize, render_word
+
+FULL_WORDS = 4068  # spec: 4,068 English words (the paper's count)
+OptionKind = Literal["graphemic", "phonemic"]
+ImageKind = Literal["spectrogram", "spectrogram+waveform"]
+CONDITIONS: tuple[tuple[OptionKind, ImageKind], ...] = (
+    ("graphemic", "spectrogram"), ("graphemic", "spectrogram+waveform"),
+    ("phonemic", "spectrogram"), ("phonemic", "spectrogram+waveform"))
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    graphemic: list[str]
+    phonemic: list[str]
+
+
+class SpectrogramItem(BaseModel):
+    """One item (contracts.md "Spectrogram MCQ item"). Additions to the contract: ``phonemes`` and
+    ``option_phonemes`` (the PED segments of the answer and of each option), ``combined`` (the stacked
+    spectrogram+waveform image) and ``option_set`` (the id of the four-word set the item shares with three others)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    word: str
+    ipa: str
+    phonemes: list[str]
+    audio: str
+    spectrogram: str
+    waveform: str
+    combined: str
+    options: Options
+    option_phonemes: list[list[str]]
+    answer: int
+    ped: list[float]
+    params: dict
+    split: Literal["train", "test"]
+    option_set: int
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out: Path
+    items: int
+    rendered: int
+    skipped: int
+    dropped_words: int
+
+
+def _words(n: int, voice: str) -> tuple[list, list[tuple[str, ...]], list[str]]:
+    """The first ``n`` lexicon words whose eSpeak NG pronunciation is one word and new (homophones dropped)."""
+    lex = load_lexicon()
+    ipas = phonemize([e.word for e in lex], voice)
+    chosen, segs, raw, seen = [], [], [], set()
+    for entry, ipa in zip(lex, ipas):
+        s = segments(ipa)
+        if not s or " " in ipa.strip() or s in seen:
+            continue
+        seen.add(s)
+        chosen.append(entry)
+        segs.append(s)
+        raw.append(ipa.strip())
+        if len(chosen) == n:
+            break
+    if len(chosen) < n:
+        raise ValueError(f"the packaged lexicon yields {len(chosen)} distinct pronunciations, fewer than --words {n}")
+    return chosen, segs, raw
+
+
+def plan_items(words: int = FULL_WORDS, seed: int = 0, test_fraction: float = 0.2,
+               params: RenderParams | None = None) -> list[SpectrogramItem]:
+    """The items of a build without rendering anything (needs eSpeak NG for the IPA only, one fast call).
+
+    Validity checks and text-only baselines run on these directly. ``words`` is rounded down to a multiple of 4:
+    each option set of four words yields four items, one per member as the answer.
+    Raises:
+        ValueError: fewer than 8 words; RuntimeError: eSpeak NG missing (with the install command).
+    """
+    if words < 2 * OPTIONS_PER_ITEM:
+        raise ValueError(f"--words must be at least {2 * OPTIONS_PER_ITEM} (one train and one test option set)")
+    params = params or RenderParams(synthesiser=espeak_version())
+    entries, segs, _ = _words(words, params.voice)
+    sets = cluster_option_sets(segs, seed)
+    plans = assign_items(sets, seed, test_fraction)
+    ids = [f"w{e.rank:04d}" for e in entries]
+    record = params.record()
+    set_of = {w: s for s, members in enumerate(sets) for w in members}
+    items = []
+    for p in plans:
+        i = p.word
+        items.append(SpectrogramItem(
+            id=ids[i], word=entries[i].word, ipa="".join(segs[i]), phonemes=list(segs[i]),
+            audio=f"audio/{ids[i]}.wav", spectrogram=f"images/{ids[i]}_spec.png",
+            waveform=f"images/{ids[i]}_wave.png", combined=f"images/{ids[i]}_both.png",
+            options=Options(graphemic=[entries[o].word for o in p.options],
+                            phonemic=["".join(segs[o]) for o in p.options]),
+            option_phonemes=[list(segs[o]) for o in p.options], answer=p.answer,
+            ped=[float(ped(segs[o], segs[i])) for o in p.options], params=record,
+            split=p.split, option_set=set_of[i]))
+    items.sort(key=lambda it: it.id)
+    return items
+
+
+def build(out: str | Path, words: int = FULL_WORDS, seed: int = 0, workers: int = 2, test_fraction: float = 0.2,
+          progress: bool = True) -> BuildResult:
+    """Build the benchmark into ``out``: items.jsonl, audio/*.wav, images/*_{spec,wave,both}.png.
+
+    Resumable: words whose four files exist are not rendered again; every file is written to a temporary name and
+    renamed, and items.jsonl is written last.
+    Args:
+        words: lexicon words to use (most frequent first, homophones dropped); rounded down to a multiple of 4.
+        seed: option sets, answer positions and the split.
+        workers: rendering processes.
+        test_fraction: share of option sets (hence of words) in the test split.
+    Raises:
+        RuntimeError: eSpeak NG missing (with the install command) or failing.
+        ValueError: bad ``words``/``test_fraction``.
+    """
+    out = Path(out)
+    params = RenderParams(synthesiser=espeak_version())
+    items = plan_items(words, seed, test_fraction, params)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    jobs = [(it.id, it.word, out, params) for it in items]
+    done_before = sum(all((out / f).is_file() for f in (it.audio, it.spectrogram, it.waveform, it.combined))
+                      for it in items)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="spectrogram-mcq", unit="word", disable=not progress)
+    if workers > 1:
+        # fork where the platform has it: spawned workers re-import librosa and matplotlib (~25 s on 2 busy cores,
+        # measured), a third of a small build; the builder has started no threads before this point.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(workers) as pool:
+            for _ in pool.imap_unordered(render_word, jobs, chunksize=8):
+                bar.update()
+    else:
+        for job in jobs:
+            render_word(job)
+            bar.update()
+    bar.close()
+    write_jsonl(out / "items.jsonl", items)
+    return BuildResult(out=out, items=len(items), rendered=len(jobs) - done_before, skipped=done_before,
+                       dropped_words=words - len(items))
+
+
+def read_items(path: str | Path, split: str | None = None) -> list[SpectrogramItem]:
+    """Items of ``items.jsonl`` (optionally one split). Raises ValueError naming the line of a bad record."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; build it with `python -m data_builders spectrogram-mcq --out "
+                                f"{path.parent}`")
+    items = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = SpectrogramItem.model_validate(json.loads(line))
+        except Exception as exc:
+            raise ValueError(f"{path}:{n}: not a spectrogram MCQ item: {exc}") from exc
+        if split is None or item.split == split:
+            items.append(item)
+    return items
+
+
+LETTERS = "ABCD"
+_WHAT = {"graphemic": ("words", "word"), "phonemic": ("IPA transcriptions", "transcription")}
+_SHOWN = {"spectrogram": "The image is a spectrogram of one spoken English word.",
+          "spectrogram+waveform": "The image shows one spoken English word: its spectrogram (top) and its "
+                                  "waveform (bottom).",
+          "blank": "The image is blank.",
+          "audio": "Listen to the recording of one spoken English word.",
+          "none": "Someone spoke one English word."}
+
+
+def prompt(options: list[str], option_kind: OptionKind, shown: str) -> str:
+    """The question for one item, shared by evaluation and finetuning so both show the model the same text.
+
+    ``shown``: spectrogram | spectrogram+waveform | blank | audio | none (options only).
+    """
+    plural, singular = _WHAT[option_kind]
+    lines = [_SHOWN[shown], f"Which of these {plural} is it?"]
+    lines += [f"{LETTERS[k]}. {o}" for k, o in enumerate(options)]
+    lines.append(f"Answer with the {singular}.")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SFTRecord:
+    """One supervised example: image path(s) (absolute), user prompt and the assistant's answer text."""
+
+    id: str
+    condition: str
+    images: tuple[str, ...]
+    prompt: str
+    answer: str
+
+
+def sft_records(items_path: str | Path, split: str = "train",
+                conditions: tuple[tuple[OptionKind, ImageKind], ...] = CONDITIONS) -> list[SFTRecord]:
+    """SFT conversations for finetuning: one per item and condition, answer = the right option's text.
+
+    The spectrogram+waveform condition uses the stacked image (``combined``), as evaluation does.
+    """
+    root = Path(items_path).parent
+    records = []
+    for item in read_items(items_path, split):
+        for kind, image in conditions:
+            opts = getattr(item.options, kind)
+            path = item.spectrogram if image == "spectrogram" else item.combined
+            records.append(SFTRecord(id=item.id, condition=f"{kind}/{image}", images=(str((root / path).resolve()),),
+                                     prompt=prompt(opts, kind, image), answer=opts[item.answer]))
+    return records

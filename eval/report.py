@@ -1,0 +1,131 @@
+"""``report.md`` for one checkpoint (Table-1-style table and Figure 3-5 plots) and for a whole run (a row per
+checkpoint and a before/after comparison). Numbers are read from results.json; nothing is recomputed here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+# Table 1 columns (thud.md): (header, dimension, key).
+TABLE1 = [("Sync orig", "temporal_sync", "accuracy_original"), ("Shift", "temporal_sync", "accuracy_intervened"),
+          ("Exist orig", "audio_existence", "accuracy_original"), ("Mute", "audio_existence", "accuracy_intervened"),
+          ("Consist orig", "sound_consistency", "accuracy_original"),
+          ("Swap", "sound_consistency", "accuracy_intervened")]
+PAIRS = [("Sync pair", "temporal_sync"), ("Exist pair", "audio_existence"), ("Consist pair", "sound_consistency")]
+
+
+def _f(v) -> str:
+    return "—" if v is None else f"{v:.1f}"
+
+
+def table1_cells(m: dict) -> list[str]:
+    """Table 1 row cells (accuracies, Avg Gap, pair accuracies, undetermined %) of one metrics dict."""
+    cells = [_f(m.get(dim, {}).get(key)) for _, dim, key in TABLE1]
+    cells.append(_f(m.get("avg_gap", {}).get("value")))
+    cells += [_f(m.get(dim, {}).get("pair_accuracy")) for _, dim in PAIRS]
+    cells.append(_f(m.get("undetermined_rate", {}).get("all", {}).get("value")))
+    return cells
+
+
+TABLE1_HEADER = [h for h, _, _ in TABLE1] + ["Avg Gap"] + [h for h, _ in PAIRS] + ["Undet."]
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _thud_section(res: dict, out_dir: Path) -> list[str]:
+    from eval.thud.plots import plot_all
+
+    lines = ["## Thud (thud.md)", ""]
+    metrics = res.get("metrics", {})
+    if metrics:
+        lines += ["Accuracy % (Table 1 layout); pair = original and intervened both right; n = source clips.", ""]
+        rows = [[mode, *table1_cells(m)] for mode, m in metrics.items()]
+        lines += _md_table(["mode", *TABLE1_HEADER], rows) + [""]
+        for mode, m in metrics.items():
+            n = ", ".join(f"{d}: {m[d]['n']}" for d in ("temporal_sync", "audio_existence", "sound_consistency")
+                          if d in m)
+            lines.append(f"- {mode}: n {n}; labelled by {res.get('labelled_by', {}).get(mode, {})}; offset error "
+                         f"{m['offset_error']}")
+        lines.append("")
+        for mode, m in metrics.items():
+            figs = plot_all(m, out_dir / "figures", f"thud_{mode}")
+            lines += [f"### {mode}", ""] + [f"![{k}]({p.relative_to(out_dir).as_posix()})" for k, p in figs.items()]
+            lines.append("")
+    if res.get("sync_set"):
+        lines += ["### Out-of-distribution sync set (temporal_sync accuracy % per band)", ""]
+        for mode, bands in res["sync_set"].items():
+            lines += _md_table(["mode", *bands], [[mode, *[f"{_f(b['accuracy'])} (n={b['n']})"
+                                                           for b in bands.values()]]]) + [""]
+    return lines
+
+
+def write_report(results: dict, out_dir: str | Path) -> Path:
+    """Write ``out_dir/report.md`` (and its figures) for one checkpoint's results.json content."""
+    import json
+
+    out_dir = Path(out_dir)
+    lines = [f"# Evaluation of `{results['checkpoint']}`", "",
+             f"fingerprint `{results['settings'].get('fingerprint')}`, seed {results['settings'].get('seed')}, "
+             f"media `{json.dumps(results['settings'].get('media'))}`", ""]
+    for name, res in results["suites"].items():
+        status = res.get("status", "ok")
+        if status != "ok":
+            lines += [f"## {name}", "", f"**{status}**: {res.get('reason', '')}", ""]
+        elif name == "thud":
+            lines += _thud_section(res, out_dir)
+        else:
+            lines += [f"## {name}", "", "```json", json.dumps(res.get("metrics", res), indent=1)[:4000], "```", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def write_run_report(run_dir: str | Path, entries: Sequence[tuple[str, dict]]) -> Path:
+    """``run_dir/report.md``: a Table-1 row per evaluated checkpoint (per Thud mode) and a comparison of the first
+    (the base backbone when evaluated, as step 0) and the last checkpoint.
+
+    Args:
+        entries: (label, results.json content) in training order.
+    """
+    run_dir = Path(run_dir)
+    lines = [f"# Run `{run_dir.name}`: evaluation across checkpoints", ""]
+    modes = sorted({mode for _, r in entries for mode in r["suites"].get("thud", {}).get("metrics", {})})
+    for mode in modes:
+        rows = [[label, *table1_cells(r["suites"]["thud"]["metrics"][mode])] for label, r in entries
+                if mode in r["suites"].get("thud", {}).get("metrics", {})]
+        lines += [f"## Thud, {mode}", ""] + _md_table(["checkpoint", *TABLE1_HEADER], rows) + [""]
+        if len(rows) >= 2:
+            first, last = rows[0], rows[-1]
+
+            def delta(a: str, b: str) -> str:
+                return "—" if "—" in (a, b) else f"{float(b) - float(a):+.1f}"
+
+            lines += [f"### {first[0]} → {last[0]}", ""]
+            lines += _md_table(["metric", first[0], last[0], "change"],
+                               [[h, a, b, delta(a, b)] for h, a, b in zip(TABLE1_HEADER, first[1:], last[1:])])
+            lines.append("")
+    sync = [(label, r["suites"]["thud"]["sync_set"]) for label, r in entries if r["suites"].get("thud", {}).get("sync_set")]
+    for mode in sorted({m for _, s in sync for m in s}):
+        bands = list(dict.fromkeys(b for _, s in sync for b in s.get(mode, {})))
+        rows = [[label, *[_f(s[mode].get(b, {}).get("accuracy")) for b in bands]] for label, s in sync if mode in s]
+        lines += [f"## Out-of-distribution sync set, {mode} (accuracy % per band)", ""]
+        lines += _md_table(["checkpoint", *bands], rows) + [""]
+    others = sorted({n for _, r in entries for n in r["suites"] if n != "thud"})
+    for name in others:
+        lines += [f"## {name}", ""]
+        for label, r in entries:
+            res = r["suites"].get(name, {})
+            status = res.get("status", "ok")
+            summary = status if status != "ok" else _flat(res.get("metrics", {}))
+            lines.append(f"- {label}: {summary}")
+        lines.append("")
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _flat(metrics: dict, limit: int = 8) -> str:
+    items = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float))][:limit]
+    return ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in items) or "(see results.json)"

@@ -1,0 +1,260 @@
+"""Evaluate one checkpoint on several suites (``eval run``) and every checkpoint of a run as it appears
+(``eval watch``). Data-parallel through accelerate: under ``accelerate launch`` each process computes a shard of
+every suite's items into its own cache file, then process 0 merges (re-runs the suite over all shards' caches,
+every item a hit) and writes results.json and report.md. A single CPU process is the one-shard case.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from eval.context import EvalContext, PredictionCache, checkpoint_fingerprint
+from eval.suites import SUITES, get_suite
+
+CACHE_DIR = "cache"
+
+
+def parse_sets(assignments: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``suite.key[.sub]=value`` assignments (values parsed as YAML) -> {suite: options}.
+
+    Raises:
+        ValueError: an assignment without ``suite.key=``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for a in assignments:
+        if "=" not in a or "." not in a.split("=", 1)[0]:
+            raise ValueError(f"--set {a!r}: expected SUITE.KEY=VALUE, e.g. thud.annotations=data/demo/test_clips.jsonl")
+        key, value = a.split("=", 1)
+        suite, *path = key.strip().split(".")
+        node = out.setdefault(suite, {})
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def suite_plan(recipe=None, suites: Iterable[str] | None = None, sets: Iterable[str] = (),
+               data_root: str | Path = "data") -> dict[str, dict[str, Any]]:
+    """Which suites to run with which options: the recipe's ``eval`` section, narrowed by ``suites`` when given,
+    with ``--set`` overrides on top. Thud's ``annotations`` defaults to ``data/<recipe>/test_clips.jsonl`` when that
+    file exists (the data builder writes it)."""
+    plan: dict[str, dict[str, Any]] = {}
+    if recipe is not None:
+        for name, s in recipe.eval.suites.items():
+            if s.enabled:
+                plan[name] = dict(s.options)
+    if suites:
+        plan = {name: plan.get(name, {}) for name in suites}
+    for name, opts in parse_sets(sets).items():
+        if name in plan:
+            plan[name] = _merge(plan[name], opts)
+    if "thud" in plan and recipe is not None and "annotations" not in plan["thud"]:
+        default = Path(data_root) / recipe.name / "test_clips.jsonl"
+        if default.is_file():
+            plan["thud"]["annotations"] = str(default.resolve())
+    return plan
+
+
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    device: Any = None
+    state: Any = None
+
+    def barrier(self) -> None:
+        if self.state is not None and self.world > 1:
+            self.state.wait_for_everyone()
+
+
+def _distributed() -> _Dist:
+    try:
+        from accelerate import PartialState
+    except ImportError:  # pragma: no cover - accelerate is a dependency
+        return _Dist()
+    import torch
+
+    # accelerate treats a multi-process CPU launch (torchrun / accelerate launch --cpu) as distributed only when
+    # asked for cpu=True; without CUDA that is the only way several processes can share the work.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return _Dist(state.process_index, state.num_processes, state.device, state)
+
+
+def eval_dtype(recipe=None) -> str:
+    """``bf16`` on a CUDA GPU unless the recipe asks for fp32 (as the trainer does), ``fp32`` on CPU."""
+    import torch
+
+    if torch.cuda.is_available() and (recipe is None or recipe.precision != "fp32"):
+        return "bf16"
+    return "fp32"
+
+
+def _settings(fingerprint: str, media, plan: dict, seed: int, dtype: str) -> dict:
+    return {"fingerprint": fingerprint, "dtype": dtype, "media": media.model_dump(mode="json"), "seed": seed,
+            "suites": plan}
+
+
+def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]], out_dir: str | Path, *,
+                        recipe=None, seed: int | None = None, loaded=None) -> dict:
+    """Run the suites of ``plan`` on one checkpoint; write ``out_dir/results.json`` and ``out_dir/report.md``.
+
+    Suites that are not registered are reported as ``{"status": "not available"}``; a suite that raises is
+    reported as ``{"status": "error", "reason": ...}`` so one broken suite does not hide the others' results.
+    Returns:
+        the results.json content (on every process; only process 0 writes files).
+    """
+    from eval.checkpoint import load_checkpoint
+    from eval.report import write_report
+
+    dist = _distributed()
+    out_dir = Path(out_dir)
+    dtype = eval_dtype(recipe)
+    if loaded is None:
+        import torch
+
+        loaded = load_checkpoint(checkpoint, recipe=recipe, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+    if dist.device is not None and str(dist.device) != "cpu":
+        loaded.model.to(dist.device)
+    seed = seed if seed is not None else (loaded.recipe.seed if loaded.recipe is not None else 0)
+    cache_dir = out_dir / CACHE_DIR
+    own = cache_dir / (f"predictions.rank{dist.rank}.jsonl" if dist.world > 1 else "predictions.jsonl")
+    results: dict[str, Any] = {"checkpoint": str(checkpoint),
+                               "settings": _settings(loaded.fingerprint, loaded.media, plan, seed, dtype),
+                               "suites": {}}
+    for name, options in plan.items():
+        if name not in SUITES:
+            results["suites"][name] = {"status": "not available",
+                                       "reason": f"suite {name!r} is not registered (known: {sorted(SUITES)})"}
+            continue
+
+        def context(cache: PredictionCache, shard: tuple[int, int]) -> EvalContext:
+            # The cache key includes the dtype: bf16 and fp32 scores of one checkpoint are different predictions.
+            return EvalContext(checkpoint=Path(str(checkpoint)), fingerprint=f"{loaded.fingerprint}:{dtype}",
+                               model=loaded.model,
+                               processor=loaded.processor, media=loaded.media, out_dir=out_dir, cache=cache,
+                               options=dict(options), seed=seed, shard=shard)
+
+        try:
+            cache = PredictionCache(own)
+            res = get_suite(name)(context(cache, (dist.rank, dist.world)))
+            if dist.world > 1:
+                dist.barrier()
+                if dist.rank == 0:  # merge: every shard's predictions are in the cache files now
+                    cache = PredictionCache(own, also_read=tuple(sorted(cache_dir.glob("predictions*.jsonl"))))
+                    res = get_suite(name)(context(cache, (0, 1)))
+            res = {"status": "ok", **res, "cache": {"hits": cache.hits, "misses": cache.misses}}
+        except Exception as exc:  # reported per suite; the CLI exits non-zero when any suite errs
+            res = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+        results["suites"][name] = res
+    if dist.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / "results.json.tmp"
+        tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        tmp.replace(out_dir / "results.json")
+        write_report(results, out_dir)
+    dist.barrier()
+    return results
+
+
+def run_recipe_of(run_dir: Path):
+    """The recipe of a run folder: ``recipes/<name>.yaml`` when it exists, else a checkpoint's recipe.yaml."""
+    from recipes.schema import RecipeError, load_recipe
+
+    try:
+        return load_recipe(run_dir.name)
+    except RecipeError:
+        for f in sorted(run_dir.glob("*/checkpoint-*/recipe.yaml")):
+            return load_recipe(f)
+    return None
+
+
+def run_checkpoints(run_dir: Path, recipe=None) -> list[Path]:
+    """Complete checkpoints of a run, in training order (stage order of the recipe, then step)."""
+    from train.checkpoints import checkpoints
+
+    stages = [n for n, _ in recipe.active_stages()] if recipe is not None else []
+    others = sorted((p.name for p in run_dir.iterdir() if p.is_dir() and p.name not in stages and p.name != "eval"),
+                    key=lambda n: (run_dir / n).stat().st_mtime) if run_dir.is_dir() else []
+    every = recipe is None or recipe.eval.every_checkpoint
+    found: list[Path] = []
+    for stage in [*stages, *others]:
+        cks = checkpoints(run_dir / stage)
+        found += cks if every else cks[-1:]  # eval.every_checkpoint: false -> each stage's last checkpoint only
+    return found
+
+
+def _done(out_dir: Path, settings: dict) -> dict | None:
+    f = out_dir / "results.json"
+    if not f.is_file():
+        return None
+    res = json.loads(f.read_text(encoding="utf-8"))
+    if res.get("settings") != settings:
+        return None
+    # A suite that failed (e.g. its data was not built yet) is retried on the next scan; its finished items are
+    # cache hits, so the retry only costs what is left.
+    return None if any(r.get("status") == "error" for r in res.get("suites", {}).values()) else res
+
+
+def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Iterable[str] = (), once: bool = False,
+          interval_s: float = 30.0, timeout_s: float | None = None, include_base: bool = True,
+          log=print) -> list[tuple[str, dict]]:
+    """Evaluate every checkpoint of ``runs/NAME`` once (the base backbone first, as step 0), waiting for new ones
+    until every stage has finished (``stage.json``) unless ``once``. Rewrites ``run_dir/report.md`` after each.
+
+    Returns:
+        (label, results) per evaluated checkpoint, in training order.
+    Raises:
+        FileNotFoundError: ``run_dir`` does not exist and ``once`` is set.
+    """
+    from eval.checkpoint import checkpoint_recipe
+    from eval.report import write_run_report
+    from train.backbones import resolve_backbone
+    from train.checkpoints import read_result
+
+    run_dir = Path(run_dir)
+    if once and not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder (train first: python -m train recipes/NAME.yaml)")
+    started = time.monotonic()
+    while True:
+        recipe = run_recipe_of(run_dir) if run_dir.is_dir() else None
+        targets: list[tuple[str, str, Path]] = []
+        if include_base and recipe is not None:
+            targets.append(("base (step 0)", recipe.backbone, run_dir / "eval" / "base"))
+        for ck in run_checkpoints(run_dir, recipe) if run_dir.is_dir() else []:
+            targets.append((f"{ck.parent.name}/{ck.name}", str(ck), ck / "eval"))
+        entries = []
+        for label, ck, out in targets:
+            rec = checkpoint_recipe(ck) if Path(ck).is_dir() else None
+            rec = rec or recipe
+            plan = suite_plan(rec, suites, sets)
+            fp = checkpoint_fingerprint(ck if Path(ck).is_dir() else resolve_backbone(ck))
+            seed = rec.seed if rec is not None else 0
+            from recipes.media import MediaSettings
+
+            media = rec.media if rec is not None else MediaSettings()
+            res = _done(out, _settings(fp, media, plan, seed, eval_dtype(rec)))
+            if res is None:
+                log(f"eval: {label} ({ck}) -> {out}")
+                res = evaluate_checkpoint(ck, plan, out, recipe=rec, seed=seed)
+            entries.append((label, res))
+        if entries:
+            write_run_report(run_dir, entries)
+        if once:
+            return entries
+        finished = recipe is not None and all(read_result(run_dir / n) is not None for n, _ in recipe.active_stages())
+        if finished or (timeout_s is not None and time.monotonic() - started > timeout_s):
+            return entries
+        time.sleep(interval_s)

@@ -1,0 +1,133 @@
+"""Text-only baselines of the spectrogram benchmark: how well the options alone predict the answer.
+
+Spec (shared/spec/spectrogram_mcq.md, "Validity"): no property of the options alone (centrality, length,
+frequency, spelling regularity) may predict the answer; these baselines must sit at chance (25%). They need no
+model and no image: heuristics that pick one option by a property, and a conditional-logit classifier over all
+those properties (plus the position) fit on the train split and scored on the test split.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from data_builders.spectrogram_mcq import SpectrogramItem, load_lexicon, ped
+
+
+def _lev(a: Sequence, b: Sequence) -> int:
+    return ped(a, b)  # the same Levenshtein, over letters instead of phoneme segments
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (well-behaved at small n and near 0 or 1)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Accuracy with its count and 95% Wilson interval."""
+
+    accuracy: float
+    n: int
+    ci95: tuple[float, float]
+
+    @staticmethod
+    def of(hits: Sequence[bool]) -> "Accuracy":
+        n, k = len(hits), int(sum(hits))
+        return Accuracy(accuracy=k / n if n else float("nan"), n=n, ci95=wilson(k, n))
+
+    def as_dict(self) -> dict:
+        return {"accuracy": self.accuracy, "n": self.n, "ci95": list(self.ci95)}
+
+
+FEATURES = ("ped_centrality", "spelling_centrality", "letters", "phonemes", "zipf", "irregularity")
+
+
+def option_features(item: SpectrogramItem, zipf: dict[str, float]) -> np.ndarray:
+    """(4, F) option properties, as the spec lists them: centrality (negated total PED, and total spelling
+    distance, to the other options), length in letters and phonemes, Zipf frequency, spelling irregularity
+    (|letters - phonemes|)."""
+    words, phons = item.options.graphemic, item.option_phonemes
+    rows = []
+    for k, (w, p) in enumerate(zip(words, phons)):
+        rows.append([-sum(ped(p, q) for j, q in enumerate(phons) if j != k),
+                     -sum(_lev(w, v) for j, v in enumerate(words) if j != k),
+                     len(w), len(p), zipf.get(w, 0.0), abs(len(w) - len(p))])
+    return np.array(rows, dtype=np.float64)
+
+
+def _argmax(values: np.ndarray, rng: np.random.Generator) -> int:
+    best = np.flatnonzero(values == values.max())
+    return int(rng.choice(best))  # random tie-break: a position-based tie-break would add a position signal
+
+
+def heuristics() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Name -> score of each option from its features (the option with the highest score is picked)."""
+    f = {name: i for i, name in enumerate(FEATURES)}
+    return {
+        "most_central_ped": lambda x: x[:, f["ped_centrality"]],
+        "most_central_spelling": lambda x: x[:, f["spelling_centrality"]],
+        "longest": lambda x: x[:, f["letters"]],
+        "shortest": lambda x: -x[:, f["letters"]],
+        "most_phonemes": lambda x: x[:, f["phonemes"]],
+        "most_frequent": lambda x: x[:, f["zipf"]],
+        "least_frequent": lambda x: -x[:, f["zipf"]],
+        "most_regular_spelling": lambda x: -x[:, f["irregularity"]],
+    }
+
+
+def _design(items: Sequence[SpectrogramItem], zipf: dict[str, float]) -> np.ndarray:
+    """(N, 4, F + 4): features centred within each option set (only differences between options can matter),
+    standardised, plus the position one-hot."""
+    x = np.stack([option_features(it, zipf) for it in items])
+    x = x - x.mean(axis=1, keepdims=True)
+    x = x / (x.reshape(-1, x.shape[-1]).std(axis=0) + 1e-9)
+    pos = np.broadcast_to(np.eye(4), (len(items), 4, 4))
+    return np.concatenate([x, pos], axis=-1)
+
+
+def fit_option_classifier(items: Sequence[SpectrogramItem], zipf: dict[str, float], steps: int = 500,
+                          lr: float = 0.5, l2: float = 1e-3) -> np.ndarray:
+    """Conditional logit (softmax over the four options of w . features) by gradient descent; returns w."""
+    x = _design(items, zipf)
+    y = np.array([it.answer for it in items])
+    w = np.zeros(x.shape[-1])
+    for _ in range(steps):
+        logits = x @ w
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(len(y)), y] -= 1
+        grad = np.einsum("no,nof->f", p, x) / len(y) + l2 * w
+        w -= lr * grad
+    return w
+
+
+def text_only_baselines(train: Sequence[SpectrogramItem], test: Sequence[SpectrogramItem],
+                        seed: int = 0) -> dict[str, dict]:
+    """Every text-only baseline's accuracy on ``test`` (the classifier is fit on ``train``).
+
+    Returns name -> {"accuracy", "n", "ci95"}; chance is 0.25.
+    """
+    zipf = {e.word: e.zipf for e in load_lexicon()}
+    rng = np.random.default_rng(seed)
+    feats = [option_features(it, zipf) for it in test]
+    out = {}
+    for name, score in heuristics().items():
+        out[name] = Accuracy.of([_argmax(score(x), rng) == it.answer for x, it in zip(feats, test)]).as_dict()
+    out["random"] = Accuracy.of([int(rng.integers(4)) == it.answer for it in test]).as_dict()
+    if train and test:
+        w = fit_option_classifier(train, zipf)
+        logits = _design(test, zipf) @ w
+        out["logistic_options_only"] = Accuracy.of(
+            [_argmax(row, rng) == it.answer for row, it in zip(logits, test)]).as_dict()
+        out["logistic_options_only"]["fit_on"] = len(train)
+    return out

@@ -1,0 +1,146 @@
+"""Suite ``spectrogram_mcq``: can a model tell which word a spectrogram shows? (spec: spectrogram_mcq.md)
+
+Four conditions, {graphemic, phonemic} options x {spectrogram, spectrogram + waveform} images, scored by option
+log-likelihood (``eval.scoring.score_options``: no answer parsing, any checkpoint). Ablations that expose bias
+exploitation (spec, "Evaluation"): a blank image, the options only (no image), and for omni models the audio
+itself instead of its picture. Text-only baselines (``eval.spectrogram_baselines``) show what the options alone
+give; all of them should sit at chance (25%).
+
+Suite options (``ctx.options``): ``items`` (path to items.jsonl, required), ``split`` (default "test"),
+``limit`` (first N items, for smoke runs), ``normalise`` (length-normalised log-likelihood, default false).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_builders.annotations import write_jsonl
+from data_builders.spectrogram_mcq import CONDITIONS, SpectrogramItem, prompt, read_items
+from eval.context import EvalContext
+from eval.scoring import score_options
+from eval.spectrogram_baselines import Accuracy, text_only_baselines
+
+SUITE = "spectrogram_mcq"
+CHANCE = 0.25
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One way of asking: which option list, and what the model is shown (image kind, blank, audio, nothing)."""
+
+    name: str
+    option_kind: str   # graphemic | phonemic
+    shown: str         # spectrogram | spectrogram+waveform | blank | none | audio
+
+
+def conditions() -> list[Condition]:
+    """The spec's four conditions."""
+    return [Condition(f"{k}/{i}", k, i) for k, i in CONDITIONS]
+
+
+def ablations(omni: bool) -> list[Condition]:
+    """Blank image and options only, for both option kinds; the audio instead of its picture for omni models."""
+    shown = ["blank", "none"] + (["audio"] if omni else [])
+    return [Condition(f"{k}/{s}", k, s) for s in shown for k in ("graphemic", "phonemic")]
+
+
+def is_omni(processor) -> bool:
+    """Whether the processor takes audio (Qwen-Omni thinkers do; Qwen2.5-VL does not)."""
+    return getattr(processor, "feature_extractor", None) is not None
+
+
+def _image(item: SpectrogramItem, root: Path, shown: str):
+    from PIL import Image
+
+    if shown == "spectrogram":
+        return Image.open(root / item.spectrogram).convert("RGB")
+    if shown == "spectrogram+waveform":
+        return Image.open(root / item.combined).convert("RGB")
+    if shown == "blank":
+        # Same size as the spectrogram, one flat colour: the image carries no information (spec "blank image").
+        with Image.open(root / item.spectrogram) as im:
+            return Image.new("RGB", im.size, "white")
+    return None
+
+
+def _audio(item: SpectrogramItem, root: Path, sample_rate: int) -> np.ndarray:
+    import librosa
+    import soundfile as sf
+
+    y, sr = sf.read(root / item.audio, dtype="float32")
+    return librosa.resample(y, orig_sr=sr, target_sr=sample_rate) if sr != sample_rate else y
+
+
+def predict(ctx: EvalContext, item: SpectrogramItem, root: Path, cond: Condition, normalise: bool) -> dict:
+    """Score one item under one condition; returns {"pred", "logprob", "n_tokens"} (JSON, cached)."""
+    options = getattr(item.options, cond.option_kind)
+    text = prompt(options, cond.option_kind, cond.shown)
+    audio = _audio(item, root, ctx.media.sample_rate) if cond.shown == "audio" else None
+    scores = score_options(ctx.model, ctx.processor, ctx.media, text, options, image=_image(item, root, cond.shown),
+                           audio=audio)
+    return {"pred": scores.best(normalise), "logprob": list(scores.logprob), "n_tokens": list(scores.n_tokens)}
+
+
+def summarise(items: list[SpectrogramItem], preds: list[int | None]) -> dict[str, Any]:
+    """Accuracy (n, Wilson 95% interval), mean PED of the selected option and of a uniformly random pick.
+
+    ``mean_ped_random`` is the expectation (mean of each item's four PEDs), not a sample: an informed error picks
+    a closer option than that.
+    """
+    pairs = [(it, p) for it, p in zip(items, preds) if p is not None]
+    acc = Accuracy.of([p == it.answer for it, p in pairs]).as_dict()
+    acc["mean_ped_selected"] = float(np.mean([it.ped[p] for it, p in pairs])) if pairs else float("nan")
+    acc["mean_ped_random"] = float(np.mean([np.mean(it.ped) for it, _ in pairs])) if pairs else float("nan")
+    return acc
+
+
+def run(ctx: EvalContext) -> dict:
+    """Evaluate ``ctx.model`` on the spectrogram benchmark; returns the suite's ``results.json`` section:
+    ``{"conditions": {name: metrics}, "ablations": {...}, "baselines": {...}, "metrics": {...}, "settings": {...}}``.
+
+    Raises:
+        ValueError: no ``items`` option, or no items in the split.
+    """
+    if "items" not in ctx.options:
+        raise ValueError("suite spectrogram_mcq needs the option items=PATH/items.jsonl; build it with "
+                         "`python -m data_builders spectrogram-mcq --out DIR`")
+    path = Path(ctx.options["items"])
+    split = ctx.options.get("split", "test")
+    normalise = bool(ctx.options.get("normalise", False))
+    items = read_items(path, split)
+    if ctx.options.get("limit"):
+        items = items[:int(ctx.options["limit"])]
+    if not items:
+        raise ValueError(f"{path} has no items in split {split!r}")
+    root = path.parent
+    omni = is_omni(ctx.processor)
+    rank, world = ctx.shard
+    rows = []
+    sections: dict[str, dict] = {"conditions": {}, "ablations": {}}
+    for section, conds in (("conditions", conditions()), ("ablations", ablations(omni))):
+        for cond in conds:
+            settings = {"condition": cond.name, "normalise": normalise, "prompt_version": 1}
+            preds: list[int | None] = []
+            for i, item in enumerate(items):
+                if i % world == rank:
+                    value = ctx.cached(SUITE, item.id, settings, lambda: predict(ctx, item, root, cond, normalise))
+                else:  # another data-parallel process computes it; use it when it is already there
+                    value = ctx.lookup(SUITE, item.id, settings)
+                preds.append(None if value is None else int(value["pred"]))
+                if value is not None:
+                    rows.append({"id": item.id, "section": section, "condition": cond.name, "pred": value["pred"],
+                                 "answer": item.answer, "ped": item.ped[value["pred"]]})
+            sections[section][cond.name] = summarise(items, preds)
+    train = read_items(path, "train") if split != "train" else []
+    baselines = text_only_baselines(train, items, seed=ctx.seed)
+    if rank == 0:  # with data-parallel evaluation the merge pass (shard (0, 1)) writes the complete file
+        write_jsonl(ctx.out_dir / f"{SUITE}_predictions.jsonl", rows)
+    metrics = {f"{sec}/{name}": m["accuracy"] for sec in ("conditions", "ablations")
+               for name, m in sections[sec].items()}
+    return {**sections, "baselines": baselines, "metrics": metrics, "chance": CHANCE,
+            "settings": {"items": str(path), "split": split, "n_items": len(items), "normalise": normalise,
+                         "omni": omni, "params": items[0].params}}

@@ -1,0 +1,235 @@
+"""The Thud suite: ``run(ctx)`` evaluates held-out clips under every condition in both modes of thud.md and returns
+the suite's section of ``results.json``.
+
+Per item and mode one prediction is cached through :meth:`EvalContext.cached` (keyed by checkpoint content, item,
+prompt, options and media settings), so an interrupted run resumes and a repeated one makes no model call. Labels
+of free-form answers are recomputed from the cached text on every run: a parser fix relabels without regenerating.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from data_builders.interventions import apply_intervention
+from data_builders.media import load_audio, load_clip
+from eval.context import EvalContext
+from eval.scoring import score_options, user_content
+from eval.thud.items import DEFAULT_OFFSETS, ThudItem, build_items, held_out_clips, read_sync_set
+from eval.thud.judge import JudgeConfig, make_judge
+from eval.thud.metrics import DEFAULT_BAND_EDGES, compute_metrics
+from eval.thud.parser import Parsed, parse_answer
+from eval.thud.prompts import FREE_FORM_PROMPT, closed_set_question
+from eval.thud.records import DIMENSIONS, INTERVENED, PredictionRow, is_correct
+from train.inputs import encode, forward_kwargs
+
+SUITE = "thud"
+# Which dimension questions each condition answers (thud.md: the original answers all three).
+DIMS_OF: dict[str, tuple[str, ...]] = {"original": DIMENSIONS, **{c: (d,) for d, c in INTERVENED.items()}}
+
+
+class ThudOptions(BaseModel):
+    """The suite's options (recipe ``eval.suites.thud.options`` or ``--set thud.KEY=VALUE``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    annotations: str | None = Field(None, description="annotation JSONL of held-out clips (split: test kept)")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N held-out clips")
+    modes: list[str] = Field(default_factory=lambda: ["closed_set", "free_form"])
+    conditions: list[str] = Field(default_factory=lambda: ["shift", "mute", "swap"])
+    offsets: list[float] = Field(default_factory=lambda: list(DEFAULT_OFFSETS))
+    shifts_per_clip: int = Field(1, ge=1, description="shifted versions per clip (offsets dealt round-robin)")
+    band_edges: list[float] = Field(default_factory=lambda: list(DEFAULT_BAND_EDGES))
+    length_normalise: bool = Field(True, description="closed set: compare mean (not summed) token log-probability")
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.0, ge=0, description="free form: 0 = greedy (thud.md)")
+    judge: JudgeConfig | None = None
+    sync_set: str | None = Field(None, description="VGGSoundSync-style JSONL {video, offset, band}")
+
+    def model_post_init(self, _ctx) -> None:
+        bad = set(self.modes) - {"closed_set", "free_form"}
+        if bad or not self.modes:
+            raise ValueError(f"modes: {sorted(bad) or 'empty'}; choose from closed_set, free_form")
+        bad = set(self.conditions) - {"shift", "mute", "swap"}
+        if bad:
+            raise ValueError(f"conditions: unknown {sorted(bad)}; choose from shift, mute, swap")
+
+
+class _Media:
+    """Decoded clips, a few at a time: every condition and question of a clip reuses one decode."""
+
+    def __init__(self, ctx: EvalContext, size: int = 4):
+        self.ctx, self.size = ctx, size
+        self._clips: OrderedDict[str, Any] = OrderedDict()
+
+    def clip(self, path: Path):
+        key = str(path)
+        if key not in self._clips:
+            self._clips[key] = load_clip(path, self.ctx.media)
+            while len(self._clips) > self.size:
+                self._clips.popitem(last=False)
+        return self._clips[key]
+
+    def inputs(self, item: ThudItem) -> tuple[np.ndarray, np.ndarray]:
+        """(frames, intervened waveform). Frames are the same array for every condition of the clip."""
+        clip = self.clip(item.video)
+        donor = None
+        if item.intervention.kind == "swap":
+            donor, _ = load_audio(item.intervention.donor_video, self.ctx.media.sample_rate,
+                                  max_seconds=min(clip.duration, self.ctx.media.max_clip_seconds) or None)
+        return clip.frames, apply_intervention(clip.audio, item.intervention, clip.sample_rate, donor)
+
+
+def generate_answer(model, processor, media, prompt: str, frames, audio, max_new_tokens: int,
+                    temperature: float = 0.0) -> str:
+    """Free-form answer to ``prompt`` about one clip (greedy at temperature 0)."""
+    import torch
+
+    separate_audio = not media.audio_in_video
+    messages = [{"role": "user", "content": user_content(prompt, video=True, audio=separate_audio)}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    batch = encode(processor, media, [text], videos=[frames], audios=[audio], padding_side="left")
+    device = next(model.parameters()).device
+    batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+    sampling = {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature}
+    with torch.no_grad():
+        out = model.generate(**batch, **forward_kwargs(media, True), max_new_tokens=max_new_tokens, **sampling)
+    return processor.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def _row(item: ThudItem, dim: str, mode: str, label: str, offset: float | None, by: str, **extra) -> PredictionRow:
+    if item.band is not None:
+        extra["band"] = item.band
+    return PredictionRow(source_id=item.source_id, dimension=dim, condition=item.condition,
+                         offset=item.model_offset(), label=label,
+                         predicted_offset=offset, labelled_by=by, mode=mode, item_id=item.item_id, **extra)
+
+
+def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
+                   judge: Callable[[str], Parsed] | None = None, dims_of=DIMS_OF) -> dict[str, list[PredictionRow]]:
+    """Predictions for ``items`` in every mode of ``opts``: {mode: rows}. Items owned by other shards are read from
+    the cache when there and skipped otherwise (the merge pass picks them up)."""
+    media = _Media(ctx)
+    rank, world = ctx.shard
+    rows: dict[str, list[PredictionRow]] = {m: [] for m in opts.modes}
+    unit = 0
+    for item in items:
+        spec = item.intervention.model_dump(mode="json", exclude_none=True)
+        spec.pop("donor_video", None)  # a path: the donor's id identifies it, the path may move
+        if "closed_set" in opts.modes:
+            for dim in dims_of[item.condition]:
+                q = closed_set_question(item.source_id, dim, ctx.seed)
+                settings = {"mode": "closed_set", "prompt": q.prompt, "options": q.options, "spec": spec}
+
+                def compute(q=q, item=item) -> dict:
+                    frames, audio = media.inputs(item)
+                    s = score_options(ctx.model, ctx.processor, ctx.media, q.prompt, q.options, frames=frames,
+                                      audio=audio)
+                    return {"logprob": list(s.logprob), "n_tokens": list(s.n_tokens)}
+
+                owned = unit % world == rank
+                unit += 1
+                item_key = f"{item.item_id}|{dim}|closed_set"
+                value = ctx.cached(SUITE, item_key, settings, compute) if owned else \
+                    ctx.lookup(SUITE, item_key, settings)
+                if value is None:
+                    continue
+                score = np.array(value["logprob"]) / (np.array(value["n_tokens"]) if opts.length_normalise else 1)
+                rows["closed_set"].append(_row(item, dim, "closed_set", q.order[int(np.argmax(score))], None,
+                                               "closed_set", option_order=list(q.order),
+                                               option_logprob=value["logprob"], prompt_sha=_sha(q.prompt)))
+        if "free_form" in opts.modes:
+            settings = {"mode": "free_form", "prompt": FREE_FORM_PROMPT, "max_new_tokens": opts.max_new_tokens,
+                        "temperature": opts.temperature, "spec": spec}
+
+            def generate(item=item) -> dict:
+                frames, audio = media.inputs(item)
+                return {"text": generate_answer(ctx.model, ctx.processor, ctx.media, FREE_FORM_PROMPT, frames,
+                                                audio, opts.max_new_tokens, opts.temperature)}
+
+            owned = unit % world == rank
+            unit += 1
+            item_key = f"{item.item_id}|free_form"
+            value = ctx.cached(SUITE, item_key, settings, generate) if owned else ctx.lookup(SUITE, item_key, settings)
+            if value is None:
+                continue
+            parsed, by = parse_answer(value["text"]), "parser"
+            if parsed.label == "undetermined" and judge is not None:
+                # Only what the parser cannot read goes to the judge; its verdict is cached like a prediction.
+                jset = {"judge": opts.judge.model_dump(mode="json") if opts.judge else None, "text": value["text"]}
+
+                def ask(text=value["text"]) -> dict:
+                    verdict = judge(text)
+                    return {"label": verdict.label, "offset": verdict.offset}
+
+                j = ctx.cached(SUITE + ".judge", item_key, jset, ask) if owned else \
+                    ctx.lookup(SUITE + ".judge", item_key, jset)
+                if j is not None and j["label"] != "undetermined":
+                    parsed, by = Parsed(j["label"], j["offset"]), "judge"
+            for dim in dims_of[item.condition]:
+                rows["free_form"].append(_row(item, dim, "free_form", parsed.label, parsed.offset, by,
+                                              text=value["text"], prompt_sha=_sha(FREE_FORM_PROMPT)))
+    return rows
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def sync_set_metrics(rows: list[PredictionRow]) -> dict:
+    """Out-of-distribution sync set: temporal_sync accuracy per band (and overall), with n."""
+    per: dict[str, list[bool]] = {}
+    for r in rows:
+        per.setdefault(str(getattr(r, "band", None) or "unbanded"), []).append(is_correct(r))
+    per["all"] = [is_correct(r) for r in rows]
+    return {b: {"accuracy": (100.0 * sum(v) / len(v)) if v else None, "n": len(v)} for b, v in per.items()}
+
+
+def _write_rows(path: Path, rows: list[PredictionRow]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r.model_dump(mode="json")) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+def run(ctx: EvalContext) -> dict:
+    """Evaluate the checkpoint in ``ctx`` on Thud; returns ``{"metrics": {mode: metrics}, ...}`` for results.json.
+
+    Writes ``<out_dir>/thud/predictions_<mode>.jsonl`` (input of ``python -m eval metrics thud``).
+    Raises:
+        ValueError: bad options, or neither ``annotations`` nor ``sync_set`` given.
+    """
+    opts = ThudOptions.model_validate(ctx.options)
+    if not opts.annotations and not opts.sync_set:
+        raise ValueError("thud needs option 'annotations' (a JSONL of held-out clips, e.g. data/<recipe>/"
+                         "test_clips.jsonl) or 'sync_set'; pass --set thud.annotations=PATH")
+    judge = make_judge(opts.judge, FREE_FORM_PROMPT) if opts.judge is not None else None
+    out_dir = ctx.out_dir / SUITE
+    result: dict[str, Any] = {"options": opts.model_dump(mode="json"), "metrics": {}, "predictions": {}}
+    if opts.annotations:
+        clips = held_out_clips(opts.annotations, opts.limit)
+        items = build_items(clips, opts.offsets, opts.shifts_per_clip, ctx.seed, opts.conditions)
+        rows = evaluate_items(ctx, items, opts, judge)
+        result["n_clips"], result["n_items"] = len(clips), len(items)
+        for mode, mrows in rows.items():
+            path = out_dir / f"predictions_{mode}.jsonl"
+            _write_rows(path, mrows)
+            result["predictions"][mode] = str(path)
+            result["metrics"][mode] = compute_metrics(mrows, opts.band_edges)
+            result.setdefault("labelled_by", {})[mode] = dict(Counter(r.labelled_by for r in mrows))
+    if opts.sync_set:
+        sync_items = read_sync_set(opts.sync_set)
+        srows = evaluate_items(ctx, sync_items, opts, judge,
+                               dims_of={"original": ("temporal_sync",), "shift": ("temporal_sync",)})
+        result["sync_set"] = {}
+        for mode, mrows in srows.items():
+            _write_rows(out_dir / f"sync_set_{mode}.jsonl", mrows)
+            result["sync_set"][mode] = sync_set_metrics(mrows)
+    return result

@@ -1,0 +1,40 @@
+"""``python -m train recipes/NAME.yaml [--set key.path=value ...]``: run a recipe's training stages.
+
+Stages run in order into ``runs/NAME/<stage>/``; complete ones are skipped, an interrupted one resumes from its last
+checkpoint. Several GPUs or nodes: start this module with ``accelerate launch`` (README, "Training").
+Exit codes: 0 done, 2 bad recipe or setup (the message names the key to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, load and validate the recipe, run its stages; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", help="recipes/NAME.yaml, NAME.yaml or NAME")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a recipe field (repeatable), e.g. --set stages.dpo.max_steps=10")
+    parser.add_argument("--runs", default="runs", help="parent folder of runs/NAME (default: runs)")
+    parser.add_argument("--data", default=None, help="folder with the built sft/ and dpo/ datasets "
+                                                     "(default: data/NAME)")
+    args = parser.parse_args(argv)
+
+    from recipes.schema import RecipeError, load_recipe
+    from train.runtime import TrainingSetupError
+
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+        from train.pipeline import run_recipe
+
+        run_recipe(recipe, runs_root=args.runs, data_root=args.data)
+    except (RecipeError, TrainingSetupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

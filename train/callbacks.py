@@ -1,0 +1,85 @@
+"""Trainer callbacks: JSON-lines and CSV logs, and a copy of the resolved recipe in every checkpoint. (The checkpoint
+at the last step, the stage's result, comes from Trainer itself: with ``save_strategy="steps"`` its
+``DefaultFlowCallback`` saves when training stops.)
+
+Logs: ``<stage>/log.jsonl`` gets every log record as Trainer emits it (``step``, ``epoch``, ``loss``,
+``learning_rate``, ``grad_norm``, TRL's ``rewards/*``, ``logps/*`` ...); ``<stage>/log.csv`` the fixed columns
+below, one row per training log (the end-of-training summary goes to JSONL only).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+CSV_COLUMNS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "rewards/chosen", "rewards/rejected",
+               "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "entropy",
+               "mean_token_accuracy", "num_tokens")
+
+
+def read_log(stage_dir: str | Path) -> list[dict]:
+    """The JSONL log records of a stage (empty when none)."""
+    path = Path(stage_dir) / "log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_logs(stage_dir: str | Path, last_step: int) -> None:
+    """Drop log records after ``last_step`` and rewrite the CSV: a run resumed from checkpoint-``last_step``
+    re-logs those steps, and the logs must read as if it had never stopped."""
+    stage_dir = Path(stage_dir)
+    # The end-of-training summary (train_runtime, ...) of an earlier, shorter run goes too: the resumed run writes
+    # its own.
+    records = [r for r in read_log(stage_dir) if r.get("step", 0) <= last_step and "train_runtime" not in r]
+    with (stage_dir / "log.jsonl").open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+    with (stage_dir / "log.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for r in records:
+            if "loss" in r:
+                writer.writerow(r)
+
+
+class JsonCsvLogger(TrainerCallback):
+    """Append each log record to ``log.jsonl`` and (training logs) to ``log.csv`` on the main process."""
+
+    def __init__(self, stage_dir: str | Path):
+        self.dir = Path(stage_dir)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        record = {"step": state.global_step, "epoch": state.epoch, **logs}
+        with (self.dir / "log.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if "loss" in logs:
+            path = self.dir / "log.csv"
+            new = not path.is_file() or path.stat().st_size == 0
+            with path.open("a", encoding="utf-8", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                writer.writerow(record)
+
+
+class RecipeIntoCheckpoints(TrainerCallback):
+    """Write ``recipe.yaml`` (the resolved recipe) into each checkpoint folder, so evaluation knows what made it."""
+
+    def __init__(self, recipe):
+        self.recipe = recipe
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from recipes.schema import dump_recipe
+
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            dump_recipe(self.recipe, ckpt / "recipe.yaml")

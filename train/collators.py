@@ -1,0 +1,153 @@
+"""Collators: dataset rows (``SFTSample`` / ``PreferencePair`` as dicts) -> Omni thinker batches.
+
+Each row's clip is decoded with the recipe's media settings (frames once per clip per call), each row's own
+(possibly intervened) waveform is built with :func:`data_builders.interventions.intervened_audio`, texts are
+rendered with the processor's chat template (the video placeholder in the user turn), and everything goes through
+:func:`train.inputs.encode` with the audio interleaved in the video. Only answer tokens carry loss: prompt and
+padding positions are ``-100`` in ``labels`` (SFT) or 0 in ``completion_mask`` (DPO, TRL's convention).
+
+A DPO batch holds the chosen sequences first, then the rejected ones (what TRL's ``DPOTrainer`` splits with
+``chunk(2)``); a pair's two sides may carry different audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from data_builders.interventions import Intervention, intervened_audio
+from data_builders.media import load_frames
+from data_builders.records import PreferencePair, SFTSample
+from recipes.media import MediaSettings
+from train.inputs import chat_prompt_and_completion, encode, forward_kwargs
+
+
+@dataclass(frozen=True)
+class EncodedRow:
+    """One sequence to encode: the clip, the audio condition the model hears, prompt and answer."""
+
+    video: str
+    start: float
+    end: float | None
+    intervention: Intervention
+    prompt: str
+    answer: str
+
+
+class ClipCache:
+    """Decoded frames and intervened waveforms of the clips of one batch, keyed by file and condition."""
+
+    def __init__(self, media: MediaSettings, base_dir: str | Path | None = None):
+        self.media = media
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self._frames: dict[tuple, np.ndarray] = {}
+        self._audio: dict[tuple, np.ndarray] = {}
+
+    def _path(self, video: str) -> Path:
+        p = Path(video)
+        return p if p.is_absolute() or self.base_dir is None else self.base_dir / p
+
+    def frames(self, video: str, start: float = 0.0, end: float | None = None) -> np.ndarray:
+        """(T, H, W, 3) uint8 frames of the clip (or of its [start, end) segment)."""
+        key = (str(self._path(video)), start, end)
+        if key not in self._frames:
+            frames, times, _ = load_frames(self._path(video), self.media)
+            if start > 0 or end is not None:
+                keep = (times >= start) & (times < (end if end is not None else np.inf))
+                if keep.sum() < 2:
+                    raise ValueError(
+                        f"{video}: segment [{start}, {end}) holds {int(keep.sum())} of the frames sampled from the "
+                        f"first {self.media.max_clip_seconds}s; cut segments into their own files when building the "
+                        "dataset, or raise media.max_clip_seconds")
+                frames = frames[keep]
+            self._frames[key] = frames
+        return self._frames[key]
+
+    def audio(self, video: str, spec: Intervention, start: float = 0.0, end: float | None = None) -> np.ndarray:
+        """Mono float32 waveform at the recipe's sample rate with ``spec`` applied (segment-sliced when asked)."""
+        key = (str(self._path(video)), spec.model_dump_json(), start, end)
+        if key not in self._audio:
+            sr = self.media.sample_rate
+            wave = intervened_audio(self._path(video), spec, sr, max_seconds=self.media.max_clip_seconds,
+                                    base_dir=self.base_dir)
+            if start > 0 or end is not None:
+                wave = wave[int(round(start * sr)): None if end is None else int(round(end * sr))]
+            self._audio[key] = wave
+        return self._audio[key]
+
+
+def _completion_mask(tokenizer, batch, completions: Sequence[str]) -> torch.Tensor:
+    """1 on each row's completion tokens (the last tokens before its right padding), 0 elsewhere.
+
+    Raises:
+        ValueError: when the encoded sequence does not end with the completion's own tokens (a tokenizer that
+            merges across the prompt/answer boundary), since the mask would then cover the wrong tokens.
+    """
+    ids, attn = batch["input_ids"], batch["attention_mask"]
+    mask = torch.zeros_like(ids)
+    for i, text in enumerate(completions):
+        want = tokenizer(text, add_special_tokens=False)["input_ids"]
+        length = int(attn[i].sum())
+        if attn[i, :length].sum() != length:
+            raise ValueError("collators pad on the right; got a left-padded batch")
+        got = ids[i, length - len(want): length].tolist()
+        if got != want:
+            raise ValueError(f"row {i}: the encoded sequence does not end with its answer's tokens ({got[-8:]} vs "
+                             f"{want[-8:]}); the tokenizer merges across the prompt/answer boundary")
+        mask[i, length - len(want): length] = 1
+    return mask
+
+
+@dataclass
+class _OmniCollator:
+    processor: Any
+    media: MediaSettings
+    base_dir: str | Path | None = None
+    _pad_side: str = field(default="right", init=False)
+
+    def _encode(self, rows: Sequence[EncodedRow]):
+        cache = ClipCache(self.media, self.base_dir)  # decoded once per clip within this call
+        videos = [cache.frames(r.video, r.start, r.end) for r in rows]
+        audios = [cache.audio(r.video, r.intervention, r.start, r.end) for r in rows]
+        # Without audio-in-video the track is its own item in the user turn (it then needs its own placeholder).
+        separate_audio = not self.media.audio_in_video
+        heads, tails = zip(*(chat_prompt_and_completion(self.processor, r.prompt, r.answer, audio=separate_audio)
+                             for r in rows))
+        texts = [h + t for h, t in zip(heads, tails)]
+        batch = encode(self.processor, self.media, texts, videos, audios, padding_side=self._pad_side)
+        completion = _completion_mask(self.processor.tokenizer, batch, tails)
+        out = dict(batch)
+        out.update(forward_kwargs(self.media, has_video_audio=True))
+        return out, completion
+
+
+@dataclass
+class SFTCollator(_OmniCollator):
+    """Rows of ``SFTSample`` -> ``input_ids``, ``attention_mask``, ``labels`` (answer tokens only), the processor's
+    video/audio tensors and ``use_audio_in_video``."""
+
+    def __call__(self, rows: list[dict]) -> dict:
+        samples = [SFTSample.model_validate(r) for r in rows]
+        enc = [EncodedRow(s.video, s.start, s.end, s.intervention, s.prompt, s.answer) for s in samples]
+        out, completion = self._encode(enc)
+        out["labels"] = out["input_ids"].masked_fill(completion == 0, -100)
+        return out
+
+
+@dataclass
+class DPOCollator(_OmniCollator):
+    """Rows of ``PreferencePair`` -> 2B sequences (chosen rows, then rejected rows) with ``completion_mask``, the
+    processor's video/audio tensors (each side with its own intervened audio) and ``use_audio_in_video``."""
+
+    def __call__(self, rows: list[dict]) -> dict:
+        pairs = [PreferencePair.model_validate(r) for r in rows]
+        chosen = [EncodedRow(p.video, p.start, p.end, p.chosen_intervention, p.prompt, p.chosen) for p in pairs]
+        rejected = [EncodedRow(p.video, p.start, p.end, p.rejected_intervention, p.prompt, p.rejected)
+                    for p in pairs]
+        out, completion = self._encode(chosen + rejected)
+        out["completion_mask"] = completion
+        return out

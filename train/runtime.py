@@ -1,0 +1,249 @@
+"""What every stage sets up the same way: device and precision checks, model loading (bf16 / 4-bit), the LoRA
+config, the trainer arguments shared by SFT and DPO, and reading a stage's dataset.
+
+CUDA-only features (bf16, QLoRA, DeepSpeed) are checked here before any model is loaded, so a recipe that asks for
+them on a CPU-only machine stops with what to change instead of failing deep inside a library.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recipes.schema import Recipe
+from recipes.training import Stage, deepspeed_path
+
+
+class TrainingSetupError(RuntimeError):
+    """A recipe that cannot run on this machine or with these inputs; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Where a stage runs and what it starts from."""
+
+    recipe: Recipe
+    name: str
+    stage: Stage
+    out_dir: Path      # runs/<recipe>/<stage>
+    base: str          # backbone name / folder the stage's weights start from
+    base_ref: str      # what adapters record as base_model_name_or_path (hub id, or an absolute folder)
+    data_root: Path    # data/<recipe>
+    is_last: bool
+
+
+def is_main_process() -> bool:
+    """Global rank 0 (or a single process). Read from the launcher's environment, not from accelerate's state:
+    creating that state before the first ``TrainingArguments`` would fix it without the DeepSpeed plugin and with
+    the default timeouts."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def barrier() -> None:
+    """Wait for every rank once the process group exists (the first trainer creates it); a no-op before that and
+    in single-process runs."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_hardware(recipe: Recipe, stage_name: str, stage: Stage) -> None:
+    """Refuse CUDA-only settings on a machine without CUDA, and missing GPU packages, with the key to change.
+
+    Raises:
+        TrainingSetupError
+    """
+    cuda = cuda_available()
+    if recipe.precision == "bf16" and not cuda:
+        raise TrainingSetupError("precision: bf16 needs a CUDA GPU; on CPU use --set precision=auto (fp32)")
+    if recipe.quantization.enabled:
+        if not cuda:
+            raise TrainingSetupError("quantization.enabled: 4-bit QLoRA runs on CUDA GPUs only (bitsandbytes); "
+                                     "use --set quantization.enabled=false on CPU")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            raise TrainingSetupError("quantization.enabled needs bitsandbytes: pip install -e '.[gpu]'") from exc
+    if stage.deepspeed is not None:
+        if not cuda:
+            raise TrainingSetupError(f"stages.{stage_name}.deepspeed: DeepSpeed runs on CUDA GPUs only; on CPU use "
+                                     f"--set stages.{stage_name}.deepspeed=null")
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError as exc:
+            raise TrainingSetupError(f"stages.{stage_name}.deepspeed needs DeepSpeed: pip install -e '.[gpu]'") from exc
+
+
+def compute_dtype(recipe: Recipe):
+    """bf16 where the recipe asks and the GPU has it ('auto'), fp32 otherwise (CPU tests are fp32)."""
+    import torch
+
+    if recipe.precision == "bf16":
+        return torch.bfloat16
+    if recipe.precision == "auto" and cuda_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def local_device():
+    """This process's device: its GPU under accelerate/torchrun (LOCAL_RANK), else cuda:0 or cpu."""
+    import torch
+
+    if cuda_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def load_model(recipe: Recipe, stage: Stage, base: str, base_ref: str):
+    """Load (thinker, processor) from ``base`` in the stage's precision, 4-bit when QLoRA is on.
+
+    Without LoRA, everything outside ``lora.towers`` is frozen (full fine-tuning of the chosen towers).
+    ``base_ref`` becomes ``model.name_or_path``, which PEFT writes into ``adapter_config.json``.
+    """
+    from train.backbones import load_backbone
+
+    dtype = compute_dtype(recipe)
+    quant = None
+    device_map = None
+    if recipe.quantization.enabled:
+        from transformers import BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=recipe.quantization.quant_type,
+                                   bnb_4bit_use_double_quant=recipe.quantization.double_quant,
+                                   bnb_4bit_compute_dtype=dtype)
+        device_map = {"": local_device()}  # 4-bit weights are placed at load; one full copy per process (DDP)
+    model, processor = load_backbone(base, dtype=dtype, device_map=device_map, quantization_config=quant)
+    # TRL's fused LM head runs `model.base_model` and projects its last hidden state; that must be the multimodal
+    # backbone, or the towers would be skipped (extra keywords swallowed by **kwargs) without any error.
+    if not hasattr(model.base_model, "get_audio_features") or not hasattr(model.base_model, "get_video_features"):
+        raise TrainingSetupError(
+            f"{type(model).__name__}.base_model is {type(model.base_model).__name__}, not the thinker's multimodal "
+            "backbone: TRL's fused LM head would skip the audio and video towers. This transformers version "
+            "lays the thinker out differently; use transformers>=5.0 as pinned in pyproject.toml")
+    model.name_or_path = base_ref
+    model.config._name_or_path = base_ref
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=stage.gradient_checkpointing)
+    if not recipe.lora.enabled:
+        prefixes = tuple(f"model.{t}." for t in recipe.lora.towers)
+        for name, param in model.named_parameters():
+            param.requires_grad = name.startswith(prefixes) or name.startswith("lm_head.")
+    return model, processor
+
+
+def lora_config(recipe: Recipe, model=None):
+    """The PEFT ``LoraConfig`` of the recipe, or None when LoRA is off.
+
+    No ``task_type``: the generic ``PeftModel`` forwards every keyword (video tensors, ``use_audio_in_video``) to the
+    thinker unchanged, where the causal-LM wrapper would reinterpret some of them.
+    Raises:
+        TrainingSetupError: LoRA dropout on a mixture-of-experts thinker (Qwen3-Omni), whose fused expert weights
+            PEFT adapts as parameters, which it supports only without dropout.
+    """
+    if not recipe.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    lora = recipe.lora
+    moe = model is not None and getattr(model.config.get_text_config(), "num_experts", 0)
+    if moe and lora.dropout and {"gate_proj", "up_proj", "down_proj"} & set(lora.target_modules):
+        raise TrainingSetupError("lora.dropout: LoRA on the fused MoE experts of this backbone (Qwen3-Omni) needs "
+                                 "dropout 0 (a PEFT limit); use --set lora.dropout=0, or drop gate_proj/up_proj/"
+                                 "down_proj from lora.target_modules to adapt attention only")
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=lora.target_regex(), bias="none")
+
+
+def trainer_kwargs(ctx: StageContext, report_to: list[str]) -> dict[str, Any]:
+    """Arguments shared by ``SFTConfig`` and ``DPOConfig`` for a stage (``report_to``: see :func:`configure_wandb`)."""
+    import torch
+
+    recipe, stage = ctx.recipe, ctx.stage
+    bf16 = compute_dtype(recipe) == torch.bfloat16
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(ctx.out_dir),
+        per_device_train_batch_size=stage.batch_size,
+        gradient_accumulation_steps=stage.grad_accum,
+        learning_rate=stage.learning_rate,
+        lr_scheduler_type=stage.lr_scheduler,
+        warmup_steps=stage.warmup_ratio,  # transformers 5: a value < 1 is a fraction of the total steps
+        weight_decay=stage.weight_decay,
+        max_grad_norm=stage.max_grad_norm,
+        num_train_epochs=stage.epochs if stage.epochs is not None else 1.0,
+        max_steps=stage.max_steps if stage.max_steps is not None else -1,
+        logging_steps=stage.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=stage.save_steps,
+        save_total_limit=stage.save_total_limit,
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=stage.gradient_checkpointing,
+        # Non-reentrant checkpointing works with frozen inputs (LoRA) and is PyTorch's recommended mode.
+        gradient_checkpointing_kwargs={"use_reentrant": False} if stage.gradient_checkpointing else None,
+        deepspeed=str(deepspeed_path(stage.deepspeed)) if stage.deepspeed else None,
+        # Rows are records (paths + intervention specs) the collators decode; Trainer must not drop their columns.
+        remove_unused_columns=False,
+        dataloader_num_workers=stage.num_workers,
+        report_to=report_to,
+        run_name=f"{recipe.name}/{ctx.name}",
+        max_length=None,  # truncating would cut video/audio placeholders away from their features
+    )
+    if not cuda_available():
+        kwargs["use_cpu"] = True
+    return kwargs
+
+
+def configure_wandb(recipe: Recipe) -> list[str]:
+    """``report_to`` for the recipe: ["wandb"] when enabled (offline without WANDB_API_KEY), else "none".
+
+    The environment wins: WANDB_MODE=disabled (the tests' setting) turns it off even when the recipe enables it.
+    """
+    if not recipe.wandb.enabled or os.environ.get("WANDB_MODE") == "disabled":
+        return ["none"]
+    if not os.environ.get("WANDB_API_KEY"):
+        os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_PROJECT", recipe.wandb.project)
+    if recipe.wandb.entity:
+        os.environ.setdefault("WANDB_ENTITY", recipe.wandb.entity)
+    return ["wandb"]
+
+
+def dataset_dir(ctx: StageContext) -> Path:
+    """Folder of the stage's dataset: ``data.path`` or ``data/<recipe>/<dataset>``."""
+    d = ctx.stage.data
+    return Path(d.path) if d.path else ctx.data_root / d.dataset
+
+
+def load_rows(ctx: StageContext):
+    """The stage's HF dataset (``save_to_disk`` format), cut to ``data.limit`` rows.
+
+    Raises:
+        TrainingSetupError: no dataset there, with the command that builds it.
+    """
+    from datasets import load_from_disk
+
+    folder = dataset_dir(ctx)
+    if not (folder / "dataset_info.json").is_file() and not (folder / "state.json").is_file():
+        raise TrainingSetupError(
+            f"stages.{ctx.name}.data: no dataset at {folder}; build it with `python -m data_builders build "
+            f"recipes/{ctx.recipe.name}.yaml` or point stages.{ctx.name}.data.path at one")
+    ds = load_from_disk(str(folder))
+    if ctx.stage.data.limit is not None:
+        ds = ds.select(range(min(ctx.stage.data.limit, len(ds))))
+    if len(ds) == 0:
+        raise TrainingSetupError(f"stages.{ctx.name}.data: {folder} has no rows")
+    return ds
