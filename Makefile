@@ -19,7 +19,7 @@ pipeline:
 	@if [ -z "$(recipe)" ]; then $(MAKE) --no-print-directory help; exit 2; fi
 	$(BIN)/python -m data_builders build recipes/$(recipe).yaml $(SET_ARGS)
 	$(BIN)/python -m train recipes/$(recipe).yaml $(SET_ARGS)
-	$(BIN)/python -m eval watch runs/$(recipe) --once --recipe recipes/$(recipe).yaml $(SET_ARGS)
+	$(BIN)/python -m eval watch runs/$(recipe) --once
 
 help:
 	@echo "make install              create $(VENV), install Harken and its test tools, system packages"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -33,6 +33,9 @@ class ClipAnnotation(BaseModel):
         return self
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 class AnnotationError(ValueError):
     """A record that cannot be used; ``file``, ``line`` and ``field`` say where."""
 
@@ -57,12 +60,16 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     return field, err.get("msg", str(exc))
 
 
-def iter_annotations(path: str | Path) -> Iterator[AnnotatedClip | AnnotationError]:
-    """Yield each line of an annotation JSONL as an :class:`AnnotatedClip`, or an :class:`AnnotationError` for a
-    bad line, so that a build can quarantine it and go on. Blank lines are skipped."""
+def iter_jsonl_models(path: str | Path, model: type[_M], what: str) -> Iterator[tuple[int, _M] | AnnotationError]:
+    """Yield ``(line number, validated model)`` for each non-blank line of a JSONL file, or an
+    :class:`AnnotationError` naming file, line and field for a line that is not a valid ``model``.
+
+    Raises:
+        FileNotFoundError: the file does not exist (``what`` names it in the message).
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file does not exist")
+        raise FileNotFoundError(f"{path}: {what} file does not exist")
     with path.open(encoding="utf-8") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -76,12 +83,22 @@ def iter_annotations(path: str | Path) -> Iterator[AnnotatedClip | AnnotationErr
                 yield AnnotationError(path, lineno, "<record>", "a line must be a JSON object")
                 continue
             try:
-                rec = ClipAnnotation.model_validate(data)
+                yield lineno, model.model_validate(data)
             except ValidationError as exc:
                 field, msg = _first_error(exc)
                 yield AnnotationError(path, lineno, field, msg)
-                continue
-            yield AnnotatedClip(record=rec, path=(path.parent / rec.video), file=path, line=lineno)
+
+
+def iter_annotations(path: str | Path) -> Iterator[AnnotatedClip | AnnotationError]:
+    """Yield each line of an annotation JSONL as an :class:`AnnotatedClip`, or an :class:`AnnotationError` for a
+    bad line, so that a build can quarantine it and go on. Blank lines are skipped."""
+    path = Path(path)
+    for item in iter_jsonl_models(path, ClipAnnotation, "annotation"):
+        if isinstance(item, AnnotationError):
+            yield item
+            continue
+        lineno, rec = item
+        yield AnnotatedClip(record=rec, path=(path.parent / rec.video), file=path, line=lineno)
 
 
 def read_annotations(path: str | Path) -> list[AnnotatedClip]:

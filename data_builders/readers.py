@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from data_builders.annotations import (AnnotatedClip, AnnotationError, ClipAnnotation, _first_error,
-                                       iter_annotations)
+                                       iter_annotations, iter_jsonl_models)
 
 __all__ = ["iter_annotations", "iter_transition_times", "iter_finevideo", "iter_llava_video", "FineVideoClip",
            "FVScene", "FVSpeech", "LlavaPreference", "parse_timestamp"]
@@ -312,20 +312,9 @@ class LlavaItem:
 def iter_llava_video(path: str | Path) -> Iterator[LlavaItem | AnnotationError]:
     """Read a JSONL of ``{prompt, chosen, rejected, video}`` preferences; errors name file, line and field."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: llava_video file does not exist")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                data = json.loads(raw)
-                rec = LlavaPreference.model_validate(data)
-            except json.JSONDecodeError as exc:
-                yield AnnotationError(path, lineno, "<json>", f"not valid JSON ({exc.msg})")
-                continue
-            except ValidationError as exc:
-                field, msg = _first_error(exc)
-                yield AnnotationError(path, lineno, field, msg)
-                continue
-            yield LlavaItem(record=rec, path=(path.parent / rec.video).resolve(), file=path, line=lineno)
+    for item in iter_jsonl_models(path, LlavaPreference, "llava_video"):
+        if isinstance(item, AnnotationError):
+            yield item
+            continue
+        lineno, rec = item
+        yield LlavaItem(record=rec, path=(path.parent / rec.video).resolve(), file=path, line=lineno)

@@ -18,8 +18,8 @@ def videos_kwargs(media: MediaSettings) -> dict:
     return {
         "fps": media.fps,
         "do_sample_frames": False,  # the loader already sampled at media.fps; sampling twice would drop frames
-        "min_pixels": media.min_pixels,
-        "max_pixels": media.max_pixels,
+        # transformers 5.x reads the pixel budget from `size` (min_pixels/max_pixels kwargs are deprecated).
+        "size": {"shortest_edge": media.min_pixels, "longest_edge": media.max_pixels},
         "cap_pixels_per_frame": True,
     }
 
