@@ -4,6 +4,7 @@ tiny name or a folder). Media settings come from the checkpoint's ``recipe.yaml`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,49 @@ def checkpoint_recipe(path: str | Path):
     return load_recipe(f) if f.is_file() else None
 
 
+def _adapter_base(folder: Path) -> str:
+    """The base an adapter was trained on, as something ``load_backbone`` can load.
+
+    The trainer records an absolute folder (a tiny backbone, or ``runs/NAME/sft/merged`` for a DPO adapter). When a
+    run folder was moved or copied, that path is looked up again inside this checkpoint's own run folder
+    (``runs/NAME/<stage>/checkpoint-N`` -> ``runs/NAME/<base stage>/merged``). Falling back to the recipe's
+    backbone would silently evaluate the wrong model (the un-warmed backbone under a DPO adapter), so an unresolved
+    folder is an error.
+    Raises:
+        FileNotFoundError: the base folder is gone and is not in this run folder either.
+    """
+    from train.backbones import is_tiny
+
+    base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
+    if is_tiny(base) or Path(base).is_dir():
+        return base
+    if Path(base).is_absolute():
+        moved = folder.resolve().parent.parent / Path(base).parent.name / Path(base).name
+        if moved.is_dir():
+            return str(moved)
+        raise FileNotFoundError(
+            f"{folder}: adapter_config.json names base folder {base}, which no longer exists (nor {moved}); "
+            f"restore it or edit base_model_name_or_path to where the base model now is")
+    return base  # a hub id: load_backbone finds it in the local cache or says how to provide it
+
+
+def checkpoint_identity(path: str | Path) -> str:
+    """The prediction-cache key of what ``load_checkpoint(path)`` would evaluate, computed without loading it.
+
+    An adapter's identity covers its base too: the same adapter on another base is another model. ``eval watch``
+    uses this to skip checkpoints already evaluated, so it must agree with :func:`load_checkpoint`.
+    """
+    from eval.context import checkpoint_fingerprint
+    from train.backbones import resolve_backbone
+
+    folder = Path(str(path))
+    if folder.is_dir() and (folder / "adapter_config.json").is_file():
+        base = _adapter_base(folder)
+        base_fp = checkpoint_fingerprint(base) if Path(base).is_dir() else base
+        return hashlib.sha256(f"{checkpoint_fingerprint(folder)}:{base_fp}".encode()).hexdigest()[:16]
+    return checkpoint_fingerprint(folder if folder.is_dir() else resolve_backbone(str(path)))
+
+
 def load_checkpoint(path: str | Path, *, recipe=None, dtype: Any = None, device_map: Any = None) -> LoadedCheckpoint:
     """Load a checkpoint for evaluation, in eval mode.
 
@@ -44,8 +88,7 @@ def load_checkpoint(path: str | Path, *, recipe=None, dtype: Any = None, device_
     Raises:
         FileNotFoundError: neither a folder nor a known/cached name (from :func:`train.backbones.resolve_backbone`).
     """
-    from eval.context import checkpoint_fingerprint
-    from train.backbones import TINY_BACKBONES, load_backbone, resolve_backbone
+    from train.backbones import is_tiny, load_backbone
 
     name = str(path)
     folder = Path(name)
@@ -55,21 +98,16 @@ def load_checkpoint(path: str | Path, *, recipe=None, dtype: Any = None, device_
     if folder.is_dir() and (folder / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
-        if not (base in TINY_BACKBONES or Path(base).is_dir()) and recipe is not None:
-            base = recipe.backbone  # an adapter trained on a folder that has since moved: the recipe names it
+        base = _adapter_base(folder)
         model, processor = load_backbone(base, dtype=dtype, device_map=device_map)
         if (folder / "preprocessor_config.json").is_file() or (folder / "processor_config.json").is_file():
 
             processor = type(processor).from_pretrained(str(folder))
         model = PeftModel.from_pretrained(model, str(folder))
-        fp = checkpoint_fingerprint(folder)
         kind = "adapter"
     else:
-        resolved = resolve_backbone(name)
         model, processor = load_backbone(name, dtype=dtype, device_map=device_map)
-        fp = checkpoint_fingerprint(resolved)
-        kind = "tiny" if name in TINY_BACKBONES else "folder"
+        kind = "tiny" if is_tiny(name) else "folder"
     model.eval()
     return LoadedCheckpoint(name=name, model=model, processor=processor, media=media, recipe=recipe,
-                            fingerprint=fp, kind=kind)
+                            fingerprint=checkpoint_identity(path), kind=kind)

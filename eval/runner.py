@@ -14,8 +14,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from eval.context import EvalContext, PredictionCache, checkpoint_fingerprint
+from eval.context import EvalContext, PredictionCache
 from eval.suites import SUITES, get_suite
+from recipes.media import MediaSettings
 
 CACHE_DIR = "cache"
 
@@ -170,15 +171,16 @@ def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]],
 
 
 def run_recipe_of(run_dir: Path):
-    """The recipe of a run folder: ``recipes/<name>.yaml`` when it exists, else a checkpoint's recipe.yaml."""
+    """The recipe of a run folder: the resolved copy saved in its checkpoints (what the run really used, ``--set``
+    overrides included), else ``recipes/<name>.yaml`` (a run watched before its first checkpoint), else None."""
     from recipes.schema import RecipeError, load_recipe
 
+    for f in sorted(run_dir.glob("*/checkpoint-*/recipe.yaml")):
+        return load_recipe(f)
     try:
         return load_recipe(run_dir.name)
     except RecipeError:
-        for f in sorted(run_dir.glob("*/checkpoint-*/recipe.yaml")):
-            return load_recipe(f)
-    return None
+        return None
 
 
 def run_checkpoints(run_dir: Path, recipe=None) -> list[Path]:
@@ -219,9 +221,8 @@ def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Ite
     Raises:
         FileNotFoundError: ``run_dir`` does not exist and ``once`` is set.
     """
-    from eval.checkpoint import checkpoint_recipe
+    from eval.checkpoint import checkpoint_identity, checkpoint_recipe
     from eval.report import write_run_report
-    from train.backbones import resolve_backbone
     from train.checkpoints import read_result
 
     run_dir = Path(run_dir)
@@ -240,10 +241,8 @@ def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Ite
             rec = checkpoint_recipe(ck) if Path(ck).is_dir() else None
             rec = rec or recipe
             plan = suite_plan(rec, suites, sets)
-            fp = checkpoint_fingerprint(ck if Path(ck).is_dir() else resolve_backbone(ck))
+            fp = checkpoint_identity(ck)
             seed = rec.seed if rec is not None else 0
-            from recipes.media import MediaSettings
-
             media = rec.media if rec is not None else MediaSettings()
             res = _done(out, _settings(fp, media, plan, seed, eval_dtype(rec)))
             if res is None:

@@ -149,3 +149,22 @@ def test_run_checkpoints_in_training_order(tmp_path):
     assert list(suite_plan(recipe, ["spectrogram_mcq"])) == ["spectrogram_mcq"]
     with pytest.raises(ValueError):
         suite_plan(recipe, None, ["limit=3"])
+
+
+def test_moved_run_resolves_dpo_adapter_base_inside_the_run(tmp_path):
+    """A DPO adapter's base (the SFT-merged policy) is found in the moved run folder, never swapped for the
+    un-warmed backbone; a base that is gone everywhere is an error."""
+    import json as _json
+
+    from eval.checkpoint import _adapter_base
+
+    ckpt = tmp_path / "runs" / "x" / "dpo" / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    gone = "/nonexistent/elsewhere/runs/x/sft/merged"
+    (ckpt / "adapter_config.json").write_text(_json.dumps({"base_model_name_or_path": gone}))
+    with pytest.raises(FileNotFoundError, match="no longer exists"):
+        _adapter_base(ckpt)
+    (tmp_path / "runs" / "x" / "sft" / "merged").mkdir(parents=True)
+    assert _adapter_base(ckpt) == str((tmp_path / "runs" / "x" / "sft" / "merged").resolve())
+    (ckpt / "adapter_config.json").write_text(_json.dumps({"base_model_name_or_path": "tiny-qwen2.5-omni"}))
+    assert _adapter_base(ckpt) == "tiny-qwen2.5-omni"
