@@ -8,6 +8,8 @@ Layout of a built folder (what the trainer and the Thud eval read; :func:`load_b
 - ``manifest.json``: counts per source and split, seed, recipe hash, input hashes, and the build key.
 - ``quarantine.jsonl``: every input record left out, with file, line/row, id, field, reason and message.
 - ``media/finevideo/``: FineVideo clips cut out of shards (written once); ``.work/``: resumable caches.
+- ``spectrogram_mcq/``: the spectrogram benchmark (items.jsonl, wavs, images) when the data section asks for it;
+  ``sft`` then holds :class:`~data_builders.records.ImageSFTSample` rows drawn from its train split.
 
 Same inputs (recipe data/media/seed, input files, clip files' sizes and times) give the same build key: a second
 run does nothing. An interrupted run resumes: clip probes are appended one by one to ``.work/probe.jsonl``, synth
@@ -29,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from data_builders.annotations import AnnotatedClip, AnnotationError, ClipAnnotation, write_jsonl
 from data_builders.pairs import (PAIR_BUILDERS, BuildInputs, Clip, Segment, build_pairs, sft_samples,
                                  shift_eligible)
-from data_builders.records import PreferencePair, SFTSample
+from data_builders.records import ImageSFTSample, PreferencePair, SFTSample
 
 # Bump when the row format or the builders change meaning: old builds are then rebuilt, not reused.
 BUILD_FORMAT = 1
@@ -402,15 +404,28 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
                 message=f"no offset in bands {data.shift.bands} keeps the sound (t_audio={c.ann.t_audio}) inside "
                         f"this {c.duration:.2f}s clip; left out of ctp only"))
 
+    spectrogram_items = None
+    if data.spectrogram_mcq is not None:  # resumable on its own: words already rendered are kept
+        from data_builders.spectrogram_mcq import build as build_spectrogram_mcq
+
+        spec = data.spectrogram_mcq
+        folder = out / "spectrogram_mcq" if spec.folder is None else REPO_ROOT / spec.folder
+        spectrogram_items = build_spectrogram_mcq(folder, words=spec.words, seed=rec.seed,
+                                                  workers=spec.workers, test_fraction=spec.test_fraction,
+                                                  progress=progress).out / "items.jsonl"
+
     # -- pairs and samples ----------------------------------------------------------------------------------------
     inputs = BuildInputs(clips=train_clips, segments=segments, llava=llava, shift=data.shift, seed=rec.seed)
     names = sorted(PAIR_BUILDERS)
     dpo: list[PreferencePair] = []
-    sft: list[SFTSample] = []
+    sft: list[SFTSample | ImageSFTSample] = []
     for source, n in tqdm(sorted(data.dpo.items()), desc="dpo pairs", disable=not progress):
         dpo += build_pairs(source, inputs, n, np.random.default_rng([rec.seed, 1, names.index(source)]))
     for source, n in tqdm(sorted(data.sft.items()), desc="sft samples", disable=not progress):
-        sft += sft_samples(source, inputs, n, np.random.default_rng([rec.seed, 2, names.index(source)]))
+        if source == "spectrogram_mcq":
+            sft += spectrogram_samples(spectrogram_items, n, np.random.default_rng([rec.seed, 2, len(names)]))
+        else:
+            sft += sft_samples(source, inputs, n, np.random.default_rng([rec.seed, 2, names.index(source)]))
     # Mixed order, so a trainer's `limit` or a partial epoch sees every source.
     order_rng = np.random.default_rng([rec.seed, 3])
     dpo = [dpo[int(i)] for i in order_rng.permutation(len(dpo))]
@@ -422,7 +437,8 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
     if not progress:
         datasets.utils.disable_progress_bars()
     try:
-        _save_dataset([r.model_dump(mode="json") for r in sft], out / "sft", SFTSample)
+        _save_dataset([r.model_dump(mode="json") for r in sft], out / "sft",
+                      ImageSFTSample if data.sft.get("spectrogram_mcq") else SFTSample)
         _save_dataset([r.model_dump(mode="json") for r in dpo], out / "dpo", PreferencePair)
     finally:
         if not bars_were_off:
@@ -448,11 +464,35 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
         "clips": {"train": len(train_clips), "test": len(test_clips), "finevideo_train": fv_clips["train"],
                   "finevideo_segments_train": len(segments), "llava_video": len(llava)},
         "rows": {"sft": len(sft), "dpo": len(dpo)},
+        "spectrogram_mcq": None if spectrogram_items is None else str(spectrogram_items.resolve()),
         "quarantined": {"total": len(quarantine), "by_reason": dict(sorted(reasons.items()))},
         "media": rec.media.model_dump(mode="json"),
     }
     _write_json(manifest_path, manifest)  # last: its presence with this key means the build is complete
     return BuildResult(out=out, skipped=False, manifest=manifest)
+
+
+def spectrogram_samples(items_path: Path, n: int, rng: np.random.Generator) -> list[ImageSFTSample]:
+    """Exactly ``n`` image SFT rows from the benchmark's train split (every item under every condition), drawn
+    without repeats until all are used, then again (as the clip sources cycle their inputs).
+
+    Raises:
+        BuildError: the train split is empty.
+    """
+    from data_builders.pairs import BuildError
+    from data_builders.spectrogram_mcq import sft_records
+
+    records = sft_records(items_path, "train")
+    if n > 0 and not records:
+        raise BuildError(f"source 'spectrogram_mcq': {items_path} has no train items; raise data.spectrogram_mcq.words")
+    out: list[ImageSFTSample] = []
+    while len(out) < n:
+        for i in rng.permutation(len(records))[: n - len(out)]:
+            r = records[int(i)]
+            out.append(ImageSFTSample(id=f"spectrogram_mcq-{len(out):05d}-{r.id}", source="spectrogram_mcq",
+                                      source_id=r.id, images=list(r.images), prompt=r.prompt, answer=r.answer,
+                                      meta={"condition": r.condition}))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The records that travel from data building to the trainer: SFT samples and preference pairs.
+"""The records that travel from data building to the trainer: SFT samples and preference pairs of clips, and
+image SFT samples (the spectrogram benchmark's finetuning).
 
 Media travel as paths plus intervention specs, never as bytes; the collator decodes the clip with the recipe's
 media settings and applies each side's intervention to the waveform. Rows of the built HF datasets are exactly
@@ -45,3 +46,21 @@ class PreferencePair(_Record):
     rejected: str
     chosen_intervention: Intervention = ORIGINAL
     rejected_intervention: Intervention = ORIGINAL
+
+
+class ImageSFTSample(BaseModel):
+    """A single-turn conversation about still images (paths, shown in order before ``prompt``) and its ``answer``.
+
+    The spectrogram benchmark's finetuning rows (``source`` spectrogram_mcq, ``source_id`` the word's item id, so the
+    test split stays disjoint by word); ``meta`` records the condition.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    source: str
+    source_id: str
+    images: list[str] = Field(min_length=1, description="image paths (absolute, or relative to the dataset folder)")
+    prompt: str
+    answer: str
+    meta: dict[str, Any] = Field(default_factory=dict)

@@ -61,6 +61,32 @@ def _thud_section(res: dict, out_dir: Path) -> list[str]:
     return lines
 
 
+def _pct(m: dict | None) -> str:
+    return "—" if not m or m.get("accuracy") is None else f"{100 * m['accuracy']:.1f}"
+
+
+def _spectrogram_section(res: dict) -> list[str]:
+    """Accuracy % with n and 95% interval, and mean PED of the selected option vs a random pick, per condition and
+    ablation; then the text-only baselines (all should sit near chance, 25%)."""
+    rows = []
+    for section in ("conditions", "ablations"):
+        for name, m in res.get(section, {}).items():
+            lo, hi = m.get("ci95", (None, None))
+            ci = "—" if lo is None else f"{100 * lo:.1f}–{100 * hi:.1f}"
+            rows.append([section[:-1], name, _pct(m), str(m.get("n")), ci, f"{m.get('mean_ped_selected', 0):.2f}",
+                         f"{m.get('mean_ped_random', 0):.2f}"])
+    lines = ["## spectrogram_mcq (spectrogram_mcq.md)", "",
+             f"Accuracy %; chance {100 * res.get('chance', 0.25):.0f}%. PED = phonemic edit distance from the answer "
+             "(0 when right): an informed error sits below a random pick's.", ""]
+    lines += _md_table(["kind", "condition", "accuracy", "n", "95% CI", "PED selected", "PED random"], rows) + [""]
+    base = res.get("baselines", {})
+    if base:
+        lines += ["Text-only baselines (options alone, no image), accuracy %:", ""]
+        lines += _md_table(["baseline", "accuracy", "n"], [[k, _pct(v), str(v.get("n"))] for k, v in base.items()
+                                                          if isinstance(v, dict)]) + [""]
+    return lines
+
+
 def write_report(results: dict, out_dir: str | Path) -> Path:
     """Write ``out_dir/report.md`` (and its figures) for one checkpoint's results.json content."""
     import json
@@ -75,6 +101,8 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
             lines += [f"## {name}", "", f"**{status}**: {res.get('reason', '')}", ""]
         elif name == "thud":
             lines += _thud_section(res, out_dir)
+        elif name == "spectrogram_mcq":
+            lines += _spectrogram_section(res)
         else:
             lines += [f"## {name}", "", "```json", json.dumps(res.get("metrics", res), indent=1)[:4000], "```", ""]
     path = out_dir / "report.md"
@@ -112,7 +140,21 @@ def write_run_report(run_dir: str | Path, entries: Sequence[tuple[str, dict]]) -
         rows = [[label, *[_f(s[mode].get(b, {}).get("accuracy")) for b in bands]] for label, s in sync if mode in s]
         lines += [f"## Out-of-distribution sync set, {mode} (accuracy % per band)", ""]
         lines += _md_table(["checkpoint", *bands], rows) + [""]
-    others = sorted({n for _, r in entries for n in r["suites"] if n != "thud"})
+    spec = [(label, r["suites"]["spectrogram_mcq"]) for label, r in entries
+            if r["suites"].get("spectrogram_mcq", {}).get("status", "ok") == "ok" and "spectrogram_mcq" in r["suites"]]
+    if spec:
+        cols = list(dict.fromkeys(f"{sec}/{c}" for _, res in spec for sec in ("conditions", "ablations")
+                                  for c in res.get(sec, {})))
+        rows = [[label, *[_pct(res.get(c.split("/", 1)[0], {}).get(c.split("/", 1)[1])) for c in cols]]
+                for label, res in spec]
+        lines += ["## spectrogram_mcq (accuracy %, chance 25%)", ""]
+        lines += _md_table(["checkpoint", *[c.split("/", 1)[1] for c in cols]], rows) + [""]
+    failed = [(label, r["suites"]["spectrogram_mcq"]) for label, r in entries
+              if r["suites"].get("spectrogram_mcq", {}).get("status", "ok") != "ok"]
+    if failed:
+        lines += ["## spectrogram_mcq, not evaluated", ""]
+        lines += [f"- {label}: {res.get('status')}: {res.get('reason', '')}" for label, res in failed] + [""]
+    others = sorted({n for _, r in entries for n in r["suites"] if n not in ("thud", "spectrogram_mcq")})
     for name in others:
         lines += [f"## {name}", ""]
         for label, r in entries:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from recipes.media import MediaSettings
-from train.inputs import encode, forward_kwargs
+from train.inputs import chat_messages, encode, forward_kwargs
 
 
 @dataclass(frozen=True)
@@ -27,19 +27,6 @@ class OptionScores:
     def best(self, normalise: bool = False) -> int:
         vals = np.array(self.logprob) / (np.array(self.n_tokens) if normalise else 1)
         return int(np.argmax(vals))
-
-
-def user_content(prompt: str, *, video: bool = False, image: bool = False, audio: bool = False) -> list[dict]:
-    """Chat content for one user turn: media placeholders first, then the text (Qwen's own convention)."""
-    content: list[dict] = []
-    if video:
-        content.append({"type": "video"})
-    if image:
-        content.append({"type": "image"})
-    if audio:
-        content.append({"type": "audio"})
-    content.append({"type": "text", "text": prompt})
-    return content
 
 
 @torch.no_grad()
@@ -55,8 +42,7 @@ def score_options(model, processor, media: MediaSettings, prompt: str, options: 
     """
     video = frames is not None
     separate_audio = audio is not None and not (video and media.audio_in_video)
-    messages = [{"role": "user", "content": user_content(prompt, video=video, image=image is not None,
-                                                         audio=separate_audio)}]
+    messages = chat_messages(prompt, video=video, audio=separate_audio, images=int(image is not None))
     head = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     tok = processor.tokenizer
     end = tok.eos_token or ""

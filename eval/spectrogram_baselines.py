@@ -8,8 +8,10 @@ those properties (plus the position) fit on the train split and scored on the te
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Callable, Sequence
 
 import numpy as np
@@ -131,3 +133,58 @@ def text_only_baselines(train: Sequence[SpectrogramItem], test: Sequence[Spectro
             [_argmax(row, rng) == it.answer for row, it in zip(logits, test)]).as_dict()
         out["logistic_options_only"]["fit_on"] = len(train)
     return out
+
+
+def validity(items: Sequence[SpectrogramItem]) -> dict:
+    """The checks a benchmark user runs first (spectrogram_mcq.md, "Validity"), on a built item set: answer
+    positions per split, distinct options, the answer option is the item's own word (both spellings), one set of
+    rendering parameters, train/test disjoint by word, and every text-only baseline with its interval (test split,
+    classifier fit on train). ``ok`` is False when a structural check fails or a baseline's interval (corrected for
+    the number of baselines) excludes 25%."""
+    splits = {s: [it for it in items if it.split == s] for s in ("train", "test")}
+    positions = {s: np.bincount([it.answer for it in its], minlength=4).tolist() for s, its in splits.items()}
+    problems = []
+    for it in items:
+        if len(set(it.options.graphemic)) != 4 or len(set(it.options.phonemic)) != 4:
+            problems.append(f"{it.id}: repeated option")
+        if it.options.graphemic[it.answer] != it.word or it.options.phonemic[it.answer] != it.ipa:
+            problems.append(f"{it.id}: the answer option is not the item's word")
+    if len({json.dumps(it.params, sort_keys=True) for it in items}) != 1:
+        problems.append("items were rendered with different parameters")
+    if {it.word for it in splits["train"]} & {it.word for it in splits["test"]}:
+        problems.append("a word is in both splits")
+    for s, counts in positions.items():
+        if counts and max(counts) - min(counts) > 1 + len(splits[s]) // 50:
+            problems.append(f"{s}: answer positions unbalanced {counts}")
+    base = text_only_baselines(splits["train"], splits["test"] or items)
+    # Several baselines are tested at once: with 95% intervals one of nine would miss 25% by chance alone about a
+    # third of the time, so each is held to a Bonferroni-corrected interval. "random" is the reference, not a test.
+    tested = {k: v for k, v in base.items() if k != "random"}
+    z = NormalDist().inv_cdf(1 - 0.025 / len(tested))
+    off = []
+    for name, r in tested.items():
+        lo, hi = wilson(round(r["accuracy"] * r["n"]), r["n"], z)
+        if not lo <= 0.25 <= hi:
+            off.append(name)
+    return {"items": len(items), "positions": positions, "problems": problems, "baselines": base,
+            "baselines_off_chance": off, "ok": not problems and not off}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m eval.spectrogram_baselines DIR/items.jsonl``: print :func:`validity` as JSON; exit 1 if not ok."""
+    import argparse
+
+    from data_builders.spectrogram_mcq import read_items
+
+    parser = argparse.ArgumentParser(prog="python -m eval.spectrogram_baselines", description=main.__doc__)
+    parser.add_argument("items", help="items.jsonl of a spectrogram-mcq build")
+    args = parser.parse_args(argv)
+    report = validity(read_items(args.items, None))
+    print(json.dumps(report, indent=1))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

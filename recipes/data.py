@@ -11,9 +11,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Source names of training.md's table. ``self_sampled`` is not here: the trainer builds it from the SFT set.
-SourceName = Literal["ctp", "orig_sync", "mute", "swap", "fv_d", "fv_a_l", "llava_video"]
+# ``spectrogram_mcq`` is the image source of the spectrogram benchmark's finetuning (spectrogram_mcq.md).
+SourceName = Literal["ctp", "orig_sync", "mute", "swap", "fv_d", "fv_a_l", "llava_video", "spectrogram_mcq"]
 CLIP_SOURCES = ("ctp", "orig_sync", "mute", "swap")  # built from annotated clips (Oops / synth / transitions)
 FINEVIDEO_SOURCES = ("fv_d", "fv_a_l")
+IMAGE_SOURCES = ("spectrogram_mcq",)  # rows of images + text, no clip: a dataset holds these or clip rows, not both
 
 
 class _Section(BaseModel):
@@ -35,6 +37,17 @@ class TransitionTimesInput(_Section):
     videos: str | None = Field(None, description="folder holding <name>.mp4; default: the JSON's folder")
     audio_event: str = Field("", description="audio event text for every clip (Oops has no audio labels)")
     visual_event: str = Field("", description="visual event text for every clip")
+
+
+class SpectrogramMCQInput(_Section):
+    """The spectrogram multiple-choice benchmark built into ``<data dir>/spectrogram_mcq/`` (items.jsonl, wavs,
+    images): its train split feeds ``sft: {spectrogram_mcq: N}``, its test split the ``spectrogram_mcq`` eval suite."""
+
+    words: int = Field(4068, ge=8, description="lexicon words, most frequent first (4,068 = the paper's benchmark)")
+    folder: str | None = Field(None, description="build here (relative to the repository root) instead of "
+                               "<data dir>/spectrogram_mcq, e.g. one copy shared by a recipe and its ablations")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of option sets held out (split by word)")
+    workers: int = Field(2, ge=1, description="rendering processes")
 
 
 class ShiftSettings(_Section):
@@ -64,6 +77,7 @@ class DataSection(_Section):
     finevideo: list[str] = Field(default_factory=list,
                                  description="FineVideo arrow/parquet shards or folders of <id>.mp4 + <id>.json")
     llava_video: list[str] = Field(default_factory=list, description="JSONL files of {prompt, chosen, rejected, video}")
+    spectrogram_mcq: SpectrogramMCQInput | None = None
     shift: ShiftSettings = ShiftSettings()
     sft: dict[SourceName, int] = Field(default_factory=dict, description="exact SFT sample count per source")
     dpo: dict[SourceName, int] = Field(default_factory=dict, description="exact DPO pair count per source")
@@ -85,4 +99,14 @@ class DataSection(_Section):
             raise ValueError(f"sources {sorted(wanted & set(FINEVIDEO_SOURCES))} need finevideo inputs")
         if "llava_video" in wanted and not self.llava_video:
             raise ValueError("source llava_video needs llava_video JSONL inputs")
+        if "spectrogram_mcq" in wanted and self.spectrogram_mcq is None:
+            raise ValueError("source spectrogram_mcq needs the spectrogram_mcq input (e.g. spectrogram_mcq: "
+                             "{words: 4068})")
+        if self.dpo.get("spectrogram_mcq"):
+            raise ValueError("dpo.spectrogram_mcq: the spectrogram benchmark gives SFT samples only (spectrogram_mcq.md"
+                             " finetunes with LoRA SFT); move the count to sft")
+        sft = {k for k, n in self.sft.items() if n > 0}
+        if sft & set(IMAGE_SOURCES) and sft - set(IMAGE_SOURCES):
+            raise ValueError(f"sft: image rows (spectrogram_mcq) and clip rows ({sorted(sft - set(IMAGE_SOURCES))}) "
+                             "cannot share one SFT set (one collator per set); use separate recipes")
         return self

@@ -137,3 +137,45 @@ def test_missing_synthesiser_names_the_install_command(monkeypatch):
     monkeypatch.setattr(render.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="sudo apt-get install espeak-ng"):
         plan_items(40)
+
+
+def test_suite_limit_takes_whole_option_sets(planned):
+    """A frequency-biased options-only scorer is at exactly 25% on the suite's subset, but not on "first N by id"
+    (ids follow frequency order), which is the trap ``select`` avoids."""
+    from data_builders.spectrogram_mcq import load_lexicon
+    from eval.spectrogram_mcq import select
+
+    zipf = {e.word: e.zipf for e in load_lexicon()}
+
+    def most_frequent(items):
+        return [int(np.argmax([zipf[w] for w in it.options.graphemic])) for it in items]
+
+    subset = select(planned, 40)
+    assert len(subset) == 40 and all(Counter(it.option_set for it in subset)[it.option_set] == 4 for it in subset)
+    assert summarise(subset, most_frequent(subset))["accuracy"] == 0.25
+    naive = sorted(planned, key=lambda it: it.id)[:40]
+    assert summarise(naive, most_frequent(naive))["accuracy"] > 0.5
+
+
+def test_prompt_snapshot():
+    from data_builders.spectrogram_mcq import prompt
+
+    assert prompt(["ship", "sheep", "shop", "chip"], "graphemic", "spectrogram") == (
+        "The image is a spectrogram of one spoken English word.\nWhich of these words is it?\n"
+        "A. ship\nB. sheep\nC. shop\nD. chip\nAnswer with the word.")
+    assert prompt(["ʃɪp", "ʃiːp", "ʃɑːp", "tʃɪp"], "phonemic", "none") == (
+        "Someone spoke one English word.\nWhich of these IPA transcriptions is it?\n"
+        "A. ʃɪp\nB. ʃiːp\nC. ʃɑːp\nD. tʃɪp\nAnswer with the transcription.")
+
+
+def test_validity_report_passes_a_build_and_catches_a_broken_one(planned):
+    from eval.spectrogram_baselines import validity
+
+    good = validity(planned)
+    assert good["ok"], (good["problems"], good["baselines_off_chance"])
+    assert sum(good["positions"]["test"]) == sum(it.split == "test" for it in planned)
+    broken = [planned[0].model_copy(update={"answer": (planned[0].answer + 1) % 4}), *planned[1:]]
+    assert any("not the item's word" in p for p in validity(broken)["problems"])
+    leaked = [it.model_copy(update={"split": "test"}) if it.id == planned[1].id else it for it in planned]
+    twin = next(it for it in planned if it.split == "train").model_copy(update={"split": "test", "id": "dup"})
+    assert "a word is in both splits" in validity([*leaked, twin])["problems"]

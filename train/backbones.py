@@ -228,15 +228,26 @@ def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int 
     config = _tiny_config(family, tokenizer)
     torch.manual_seed(seed)
     model = getattr(transformers, family.model_class)(config)
+    return save_tiny(model, processor, tokenizer, name, out)
+
+
+def save_tiny(model, processor, tokenizer, name: str, out: Path) -> Path:
+    """Save a freshly built tiny model and its processor into ``out`` atomically; returns ``out``.
+
+    Written to a sibling ``.tmp`` folder and renamed, so a build killed half-way never leaves a folder that
+    ``resolve_backbone`` would take for a finished backbone.
+    """
+    import shutil
+
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     (tmp / "harken_backbone.txt").write_text(f"{name}\n")
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     tmp.replace(out)
     return out
@@ -252,6 +263,11 @@ def family_of(config) -> OmniFamily:
     if model_type.startswith("qwen2_5_vl"):
         return QWEN25_VL
     raise ValueError(f"model_type {model_type!r} is not a Qwen-Omni thinker Harken knows how to train")
+
+
+def is_tiny(name: str) -> bool:
+    """Whether ``name`` is a reserved tiny name (an Omni thinker or a vision-language model) built offline."""
+    return name in TINY_BACKBONES or name in TINY_VLMS
 
 
 def resolve_backbone(name_or_path: str, cache_dir: str | Path | None = None) -> str:

@@ -8,6 +8,9 @@ padding positions are ``-100`` in ``labels`` (SFT) or 0 in ``completion_mask`` (
 
 A DPO batch holds the chosen sequences first, then the rejected ones (what TRL's ``DPOTrainer`` splits with
 ``chunk(2)``); a pair's two sides may carry different audio.
+
+:class:`ImageSFTCollator` is the still-image counterpart (``ImageSFTSample`` rows: the spectrogram benchmark's
+finetuning), for vision-language models and omni thinkers alike.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 
 from data_builders.interventions import Intervention, intervened_audio
 from data_builders.media import load_frames
-from data_builders.records import PreferencePair, SFTSample
+from data_builders.records import ImageSFTSample, PreferencePair, SFTSample
 from recipes.media import MediaSettings
 from train.inputs import chat_prompt_and_completion, encode, forward_kwargs
 
@@ -150,4 +153,35 @@ class DPOCollator(_OmniCollator):
                     for p in pairs]
         out, completion = self._encode(chosen + rejected)
         out["completion_mask"] = completion
+        return out
+
+
+@dataclass
+class ImageSFTCollator:
+    """Rows of ``ImageSFTSample`` -> ``input_ids``, ``attention_mask``, ``labels`` (answer tokens only) and the
+    processor's image tensors; the pixel budget comes from the recipe's media block."""
+
+    processor: Any
+    media: MediaSettings
+    base_dir: str | Path | None = None
+
+    def _image(self, path: str):
+        from PIL import Image
+
+        p = Path(path)
+        if not p.is_absolute() and self.base_dir is not None:
+            p = Path(self.base_dir) / p
+        with Image.open(p) as im:
+            return im.convert("RGB")
+
+    def __call__(self, rows: list[dict]) -> dict:
+        samples = [ImageSFTSample.model_validate(r) for r in rows]
+        heads, tails = zip(*(chat_prompt_and_completion(self.processor, s.prompt, s.answer, video=False,
+                                                        images=len(s.images)) for s in samples))
+        images = [self._image(p) for s in samples for p in s.images]
+        batch = encode(self.processor, self.media, [h + t for h, t in zip(heads, tails)], images=images,
+                       padding_side="right")
+        out = dict(batch)
+        out["labels"] = out["input_ids"].masked_fill(_completion_mask(self.processor.tokenizer, batch, tails) == 0,
+                                                     -100)
         return out

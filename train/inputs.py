@@ -36,6 +36,7 @@ def encode(processor, media: MediaSettings, texts: Sequence[str], videos: Sequen
     kwargs: dict = {"text": list(texts), "return_tensors": "pt", "padding": True, "padding_side": padding_side}
     if images is not None:
         kwargs["images"] = list(images)
+        kwargs["images_kwargs"] = {"size": {"shortest_edge": media.min_pixels, "longest_edge": media.max_pixels}}
     if videos is not None:
         kwargs["videos"] = list(videos)
         kwargs["videos_kwargs"] = videos_kwargs(media)
@@ -58,14 +59,16 @@ def forward_kwargs(media: MediaSettings, has_video_audio: bool) -> dict:
     return {"use_audio_in_video": bool(media.audio_in_video and has_video_audio)}
 
 
-def chat_messages(prompt: str, answer: str | None = None, video: bool = True, audio: bool = False) -> list[dict]:
-    """A single-turn conversation in the processor's content-list format: the clip (when ``video``) and a separate
-    audio item (when ``audio``: the track is not interleaved with the video) before the prompt in the user turn,
-    and the assistant's ``answer`` when given.
+def chat_messages(prompt: str, answer: str | None = None, video: bool = True, audio: bool = False,
+                  images: int = 0) -> list[dict]:
+    """A single-turn conversation in the processor's content-list format: the clip (when ``video``), ``images``
+    image placeholders and a separate audio item (when ``audio``: the track is not interleaved with the video)
+    before the prompt in the user turn (Qwen's own order), and the assistant's ``answer`` when given.
 
     Training collators and evaluation build their texts from this, so both show the model the same layout.
     """
     content: list[dict] = [{"type": "video"}] if video else []
+    content += [{"type": "image"}] * images
     if audio:
         content.append({"type": "audio"})
     content.append({"type": "text", "text": prompt})
@@ -76,7 +79,7 @@ def chat_messages(prompt: str, answer: str | None = None, video: bool = True, au
 
 
 def chat_prompt_and_completion(processor, prompt: str, answer: str, video: bool = True,
-                               audio: bool = False) -> tuple[str, str]:
+                               audio: bool = False, images: int = 0) -> tuple[str, str]:
     """Render (prompt text ending with the assistant header, completion text) with the processor's chat template.
 
     ``prompt + completion`` is exactly the rendered conversation, so the completion's tokens are the ones the loss
@@ -84,9 +87,9 @@ def chat_prompt_and_completion(processor, prompt: str, answer: str, video: bool 
         ValueError: the template renders the prompt differently with and without the answer (then no prefix split
             exists and prompt masking would be wrong).
     """
-    head = processor.apply_chat_template(chat_messages(prompt, None, video, audio), tokenize=False,
+    head = processor.apply_chat_template(chat_messages(prompt, None, video, audio, images), tokenize=False,
                                          add_generation_prompt=True)
-    full = processor.apply_chat_template(chat_messages(prompt, answer, video, audio), tokenize=False)
+    full = processor.apply_chat_template(chat_messages(prompt, answer, video, audio, images), tokenize=False)
     if not full.startswith(head):
         raise ValueError("the chat template renders the prompt differently once an answer follows; prompt tokens "
                          "cannot be masked reliably. Use a template whose generation prompt is a prefix of the "

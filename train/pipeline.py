@@ -25,9 +25,9 @@ _LENGTH_KNOBS = ("epochs", "max_steps", "save_steps", "save_total_limit", "loggi
 def _base_ref(backbone: str) -> str:
     """What adapters of the first stage record as their base: a hub id as written, a folder (or a tiny backbone's
     built folder) as an absolute path."""
-    from train.backbones import TINY_BACKBONES, resolve_backbone
+    from train.backbones import is_tiny, resolve_backbone
 
-    if backbone in TINY_BACKBONES:
+    if is_tiny(backbone):
         return str(Path(resolve_backbone(backbone)).resolve())
     if Path(backbone).is_dir():
         return str(Path(backbone).resolve())

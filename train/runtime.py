@@ -124,7 +124,10 @@ def load_model(recipe: Recipe, stage: Stage, base: str, base_ref: str):
     model, processor = load_backbone(base, dtype=dtype, device_map=device_map, quantization_config=quant)
     # TRL's fused LM head runs `model.base_model` and projects its last hidden state; that must be the multimodal
     # backbone, or the towers would be skipped (extra keywords swallowed by **kwargs) without any error.
-    if not hasattr(model.base_model, "get_audio_features") or not hasattr(model.base_model, "get_video_features"):
+    # A vision-language backbone (the spectrogram benchmark's) has no audio tower to check for.
+    needs = ("get_audio_features", "get_video_features") if hasattr(processor, "feature_extractor") else \
+        ("get_image_features",)
+    if not all(hasattr(model.base_model, n) for n in needs):
         raise TrainingSetupError(
             f"{type(model).__name__}.base_model is {type(model.base_model).__name__}, not the thinker's multimodal "
             "backbone: TRL's fused LM head would skip the audio and video towers. This transformers version "

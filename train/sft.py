@@ -1,4 +1,4 @@
-"""SFT stage: TRL's ``SFTTrainer`` on video + audio conversations, answer tokens only.
+"""SFT stage: TRL's ``SFTTrainer`` on video + audio conversations (or still-image ones), answer tokens only.
 
 TRL prepares text datasets itself; here rows are records (clip path, audio intervention, prompt, answer) that
 :class:`train.collators.SFTCollator` decodes and encodes per batch, so dataset preparation is skipped and unused
@@ -14,7 +14,7 @@ from typing import Sequence
 from trl import SFTConfig, SFTTrainer
 
 from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints
-from train.collators import SFTCollator
+from train.collators import ImageSFTCollator, SFTCollator
 from train.runtime import StageContext, configure_wandb, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
 
@@ -28,11 +28,13 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = ()) -> SFTTrainer:
                      dataset_kwargs={"skip_prepare_dataset": True}, packing=False)
     rows = load_rows(ctx)
     model, processor = load_model(ctx.recipe, ctx.stage, ctx.base, ctx.base_ref)
+    # A set holds clip rows or image rows (the recipe refuses a mix), so its columns say which collator it needs.
+    collator = ImageSFTCollator if "images" in rows.column_names else SFTCollator
     return SFTTrainer(
         model=model,
         args=args,
         train_dataset=rows,
-        data_collator=SFTCollator(processor, ctx.recipe.media, base_dir=dataset_dir(ctx)),
+        data_collator=collator(processor, ctx.recipe.media, base_dir=dataset_dir(ctx)),
         processing_class=processor,
         peft_config=lora_config(ctx.recipe, model),
         callbacks=[JsonCsvLogger(ctx.out_dir), RecipeIntoCheckpoints(ctx.recipe), *callbacks],

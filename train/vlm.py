@@ -10,10 +10,9 @@ checkpoint. Nothing touches the network.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from train.backbones import DEFAULT_CACHE, QWEN25_VL, TINY_VLMS, _build_tokenizer
+from train.backbones import DEFAULT_CACHE, QWEN25_VL, TINY_VLMS, _build_tokenizer, save_tiny
 
 
 def _processor(tokenizer):
@@ -63,15 +62,4 @@ def build_tiny_vlm(name: str = "tiny-qwen2.5-vl", out_dir: str | Path | None = N
     processor = _processor(tokenizer)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(_config(tokenizer))
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    (tmp / "harken_backbone.txt").write_text(f"{name}\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
-    return out
+    return save_tiny(model, processor, tokenizer, name, out)

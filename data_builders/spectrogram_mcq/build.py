@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from data_builders.annotations import write_jsonl
-from data_builders.spectrogram_mcq.options import (OPTIONS_PER_ITEM, assign_items, cluster_option_sets,
-                                                   load_lexicon, ped, segments)
+from data_builders.spectrogram_mcq.options import (OPTIONS_PER_ITEM, LexiconEntry, assign_items,
+                                                   cluster_option_sets, load_lexicon, ped, segments)
 from data_builders.spectrogram_mcq.render import RenderParams, espeak_version, phonemize, render_word
 
 FULL_WORDS = 4068  # spec: 4,068 English words (the paper's count)
@@ -28,6 +28,8 @@ CONDITIONS: tuple[tuple[OptionKind, ImageKind], ...] = (
 
 
 class Options(BaseModel):
+    """The same four options written two ways; ``answer`` indexes both lists."""
+
     model_config = ConfigDict(extra="forbid")
     graphemic: list[str]
     phonemic: list[str]
@@ -59,6 +61,8 @@ class SpectrogramItem(BaseModel):
 
 @dataclass(frozen=True)
 class BuildResult:
+    """What a build did: items written, words rendered now, words found already rendered, words left over."""
+
     out: Path
     items: int
     rendered: int
@@ -66,7 +70,7 @@ class BuildResult:
     dropped_words: int
 
 
-def _words(n: int, voice: str) -> tuple[list, list[tuple[str, ...]], list[str]]:
+def _words(n: int, voice: str) -> tuple[list[LexiconEntry], list[tuple[str, ...]], list[str]]:
     """The first ``n`` lexicon words whose eSpeak NG pronunciation is one word and new (homophones dropped)."""
     lex = load_lexicon()
     ipas = phonemize([e.word for e in lex], voice)

@@ -18,6 +18,15 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, ax, title: str, path: Path) -> Path:
+    """Title, tight layout, PNG at 100 dpi, and the figure closed (a long eval watch would otherwise pile them up)."""
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_axes(metrics: dict, path: Path, title: str = "") -> Path:
     """Figure 3: the six failure axes as bars (0-100 %, lower is better); n under each bar."""
     plt = _plt()
@@ -31,11 +40,7 @@ def plot_axes(metrics: dict, path: Path, title: str = "") -> Path:
     ax.set_xticks(range(len(names)), [f"{AXES_TITLES[k]}\n(n={metrics['axes'][k]['n']})" for k in names], fontsize=7)
     ax.set_ylim(0, 110)
     ax.set_ylabel("% (lower is better)")
-    ax.set_title(title or "Failure axes (Figure 3)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, title or "Failure axes (Figure 3)", path)
 
 
 def plot_decomposition(metrics: dict, path: Path, title: str = "") -> Path:
@@ -59,11 +64,7 @@ def plot_decomposition(metrics: dict, path: Path, title: str = "") -> Path:
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of answers")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    ax.set_title(title or "Answer decomposition (Figure 4)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, title or "Answer decomposition (Figure 4)", path)
 
 
 def plot_bands(metrics: dict, path: Path, title: str = "") -> Path:
@@ -78,11 +79,7 @@ def plot_bands(metrics: dict, path: Path, title: str = "") -> Path:
     ax.set_ylim(-5, 105)
     ax.set_ylabel("temporal_sync accuracy %")
     ax.set_xlabel("|offset| band (s)")
-    ax.set_title(title or "Accuracy by offset band (Figure 5)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, title or "Accuracy by offset band (Figure 5)", path)
 
 
 def plot_all(metrics: dict, out_dir: Path, prefix: str) -> dict[str, Path]:

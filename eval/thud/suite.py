@@ -19,14 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from data_builders.interventions import apply_intervention
 from data_builders.media import load_audio, load_clip
 from eval.context import EvalContext
-from eval.scoring import score_options, user_content
+from eval.scoring import score_options
 from eval.thud.items import DEFAULT_OFFSETS, ThudItem, build_items, held_out_clips, read_sync_set
 from eval.thud.judge import JudgeConfig, make_judge
 from eval.thud.metrics import DEFAULT_BAND_EDGES, compute_metrics
 from eval.thud.parser import Parsed, parse_answer
 from eval.thud.prompts import FREE_FORM_PROMPT, closed_set_question
 from eval.thud.records import DIMENSIONS, INTERVENED, PredictionRow, is_correct
-from train.inputs import encode, forward_kwargs
+from train.inputs import chat_messages, encode, forward_kwargs
 
 SUITE = "thud"
 # Which dimension questions each condition answers (thud.md: the original answers all three).
@@ -91,7 +91,7 @@ def generate_answer(model, processor, media, prompt: str, frames, audio, max_new
     import torch
 
     separate_audio = not media.audio_in_video
-    messages = [{"role": "user", "content": user_content(prompt, video=True, audio=separate_audio)}]
+    messages = chat_messages(prompt, video=True, audio=separate_audio)
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     batch = encode(processor, media, [text], videos=[frames], audios=[audio], padding_side="left")
     device = next(model.parameters()).device

@@ -1,0 +1,104 @@
+"""The finetuning recipe ``spectrogram_mcq_ft`` end to end on CPU with the tiny random Qwen2.5-VL: the data build
+draws image SFT rows from the benchmark's train split, LoRA SFT runs its 5 epochs with a checkpoint per epoch, and
+``eval watch`` scores every checkpoint on the test split under all conditions and ablations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recipes.schema import RecipeError, load_recipe
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    from data_builders.__main__ import main as data_main
+    from eval.runner import watch
+    from train.__main__ import main as train_main
+    from train.vlm import build_tiny_vlm
+
+    root = tmp_path_factory.mktemp("smcq_ft")
+    vlm = build_tiny_vlm(out_dir=root / "tiny-vlm")
+    data, runs = root / "data", root / "runs"
+    # 16 words: 12 train items (48 rows = each under the 4 conditions), 4 test items; 6 steps per epoch.
+    sets = [f"backbone={vlm}", "data.spectrogram_mcq.words=16", "data.sft.spectrogram_mcq=48",
+            "stages.sft.batch_size=8", "stages.sft.save_steps=6", "stages.sft.learning_rate=5.0e-3",
+            "stages.sft.logging_steps=1", f"eval.suites.spectrogram_mcq.options.items={data}/spectrogram_mcq/items.jsonl"]
+    flags = [a for s in sets for a in ("--set", s)]
+    assert data_main(["build", "recipes/spectrogram_mcq_ft_tiny.yaml", "--out", str(data), "--quiet", *flags]) == 0
+    assert train_main(["recipes/spectrogram_mcq_ft_tiny.yaml", "--runs", str(runs), "--data", str(data), *flags]) == 0
+    run = runs / "spectrogram_mcq_ft_tiny"
+    watch(run, once=True, log=lambda _: None)
+    return data, run
+
+
+def test_every_recipe_of_the_benchmark_validates():
+    real = load_recipe("spectrogram_mcq_ft")
+    assert real.backbone.startswith("Qwen/Qwen2.5-VL") and real.stages["sft"].epochs == 5
+    assert real.data.spectrogram_mcq.words == 4068 and real.lora.enabled
+    tiny = load_recipe("spectrogram_mcq_ft_tiny")
+    assert tiny.backbone == "tiny-qwen2.5-vl" and tiny.stages["sft"].epochs == 5
+
+
+def test_image_rows_cannot_mix_with_clip_rows_or_be_preferences():
+    with pytest.raises(RecipeError, match="cannot share one SFT set"):
+        load_recipe("spectrogram_mcq_ft_tiny", ["data.sft.ctp=4", "data.synth.clips=4"])
+    with pytest.raises(RecipeError, match="SFT samples only"):
+        load_recipe("spectrogram_mcq_ft_tiny", ["data.dpo.spectrogram_mcq=4"])
+    with pytest.raises(RecipeError, match="needs the spectrogram_mcq input"):
+        load_recipe("demo", ["data.sft.spectrogram_mcq=4", "data.spectrogram_mcq=null"])
+
+
+def test_sft_rows_come_from_the_train_split_only(finetuned):
+    from datasets import load_from_disk
+
+    from data_builders.spectrogram_mcq import read_items
+
+    data, _ = finetuned
+    rows = load_from_disk(str(data / "sft"))
+    items = data / "spectrogram_mcq" / "items.jsonl"
+    train = {it.id: it for it in read_items(items, "train")}
+    test = {it.id for it in read_items(items, "test")}
+    assert len(rows) == 48 and test and not test & {r["source_id"] for r in rows}
+    # every train item under every condition once (48 = 12 x 4), answers are the right option's text
+    assert {(r["source_id"], r["meta"]["condition"]) for r in rows} == {
+        (i, f"{k}/{im}") for i in train for k in ("graphemic", "phonemic")
+        for im in ("spectrogram", "spectrogram+waveform")}
+    for r in rows:
+        it = train[r["source_id"]]
+        kind = r["meta"]["condition"].split("/")[0]
+        assert r["answer"] == getattr(it.options, kind)[it.answer] and all(p.endswith(".png") for p in r["images"])
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["counts"]["train"]["sft"] == {"spectrogram_mcq": 48}
+
+
+def test_lora_sft_trains_five_epochs_with_a_checkpoint_each(finetuned):
+    from safetensors.torch import load_file
+
+    from train.callbacks import read_log
+
+    _, run = finetuned
+    ckpts = sorted((run / "sft").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [p.name for p in ckpts] == [f"checkpoint-{6 * e}" for e in range(1, 6)]
+    losses = [r["loss"] for r in read_log(run / "sft") if "loss" in r]
+    assert len(losses) == 30 and sum(losses[-6:]) / 6 < sum(losses[:6]) / 6, "the answer loss goes down"
+    first, last = (load_file(str(p / "adapter_model.safetensors")) for p in (ckpts[0], ckpts[-1]))
+    assert any((first[k] - last[k]).abs().max() > 0 for k in first), "the adapter moved between epochs"
+
+
+def test_every_checkpoint_is_evaluated_on_the_test_split(finetuned):
+    _, run = finetuned
+    conditions = {"graphemic/spectrogram", "graphemic/spectrogram+waveform", "phonemic/spectrogram",
+                  "phonemic/spectrogram+waveform"}
+    ablations = {"graphemic/blank", "phonemic/blank", "graphemic/none", "phonemic/none"}
+    evaluated = [run / "eval" / "base", *sorted((run / "sft").glob("checkpoint-*/eval"))]
+    assert len(evaluated) == 6
+    for folder in evaluated:
+        res = json.loads((folder / "results.json").read_text())["suites"]["spectrogram_mcq"]
+        assert res["status"] == "ok" and res["settings"]["split"] == "test", folder
+        assert set(res["conditions"]) == conditions and set(res["ablations"]) == ablations
+        assert all(m["n"] == res["settings"]["n_items"] == 4 for m in [*res["conditions"].values(),
+                                                                       *res["ablations"].values()])
+    report = (run / "report.md").read_text()
+    assert "## spectrogram_mcq" in report and report.count("| sft/checkpoint-") == 5 and "| base (step 0) |" in report
