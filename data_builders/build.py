@@ -464,12 +464,23 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
         "clips": {"train": len(train_clips), "test": len(test_clips), "finevideo_train": fv_clips["train"],
                   "finevideo_segments_train": len(segments), "llava_video": len(llava)},
         "rows": {"sft": len(sft), "dpo": len(dpo)},
-        "spectrogram_mcq": None if spectrogram_items is None else str(spectrogram_items.resolve()),
+        "spectrogram_mcq": None if spectrogram_items is None else {
+            "items": str(spectrogram_items.resolve()),
+            "items_per_split": _count_splits(spectrogram_items)},
         "quarantined": {"total": len(quarantine), "by_reason": dict(sorted(reasons.items()))},
         "media": rec.media.model_dump(mode="json"),
     }
     _write_json(manifest_path, manifest)  # last: its presence with this key means the build is complete
     return BuildResult(out=out, skipped=False, manifest=manifest)
+
+
+def _count_splits(items_path: Path) -> dict[str, int]:
+    from data_builders.spectrogram_mcq import read_items
+
+    counts: dict[str, int] = {}
+    for it in read_items(items_path):
+        counts[it.split] = counts.get(it.split, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def spectrogram_samples(items_path: Path, n: int, rng: np.random.Generator) -> list[ImageSFTSample]:

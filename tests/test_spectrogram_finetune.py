@@ -71,6 +71,7 @@ def test_sft_rows_come_from_the_train_split_only(finetuned):
         assert r["answer"] == getattr(it.options, kind)[it.answer] and all(p.endswith(".png") for p in r["images"])
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest["counts"]["train"]["sft"] == {"spectrogram_mcq": 48}
+    assert manifest["spectrogram_mcq"]["items_per_split"] == {"test": 4, "train": 12}
 
 
 def test_lora_sft_trains_five_epochs_with_a_checkpoint_each(finetuned):
@@ -102,3 +103,20 @@ def test_every_checkpoint_is_evaluated_on_the_test_split(finetuned):
                                                                        *res["ablations"].values()])
     report = (run / "report.md").read_text()
     assert "## spectrogram_mcq" in report and report.count("| sft/checkpoint-") == 5 and "| base (step 0) |" in report
+
+
+def test_an_omni_thinker_finetunes_on_the_same_image_rows(finetuned, tiny_backbones, tmp_path):
+    """spectrogram_mcq.md allows "an omni thinker on images": same rows, same collator, the Omni processor."""
+    from train.__main__ import main as train_main
+    from train.callbacks import read_log
+
+    data, _ = finetuned
+    sets = [f"backbone={tiny_backbones['tiny-qwen2.5-omni']}", "stages.sft.max_steps=2", "stages.sft.save_steps=2",
+            "stages.sft.batch_size=4"]
+    flags = [a for s in sets for a in ("--set", s)]
+    assert train_main(["recipes/spectrogram_mcq_ft_tiny.yaml", "--runs", str(tmp_path), "--data", str(data),
+                       *flags]) == 0
+    stage = tmp_path / "spectrogram_mcq_ft_tiny" / "sft"
+    assert (stage / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    losses = [r["loss"] for r in read_log(stage) if "loss" in r]
+    assert losses and all(0 < v < 20 for v in losses)
