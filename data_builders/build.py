@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -404,15 +405,16 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
                 message=f"no offset in bands {data.shift.bands} keeps the sound (t_audio={c.ann.t_audio}) inside "
                         f"this {c.duration:.2f}s clip; left out of ctp only"))
 
-    spectrogram_items = None
+    spectrogram_items, spectrogram_splits = None, {}
     if data.spectrogram_mcq is not None:  # resumable on its own: words already rendered are kept
         from data_builders.spectrogram_mcq import build as build_spectrogram_mcq
+        from data_builders.spectrogram_mcq import read_items
 
         spec = data.spectrogram_mcq
-        folder = out / "spectrogram_mcq" if spec.folder is None else REPO_ROOT / spec.folder
-        spectrogram_items = build_spectrogram_mcq(folder, words=spec.words, seed=rec.seed,
-                                                  workers=spec.workers, test_fraction=spec.test_fraction,
-                                                  progress=progress).out / "items.jsonl"
+        spectrogram_items = spec.items_path(out)
+        build_spectrogram_mcq(spectrogram_items.parent, words=spec.words, seed=rec.seed, workers=spec.workers,
+                              test_fraction=spec.test_fraction, progress=progress)
+        spectrogram_splits = dict(sorted(Counter(it.split for it in read_items(spectrogram_items)).items()))
 
     # -- pairs and samples ----------------------------------------------------------------------------------------
     inputs = BuildInputs(clips=train_clips, segments=segments, llava=llava, shift=data.shift, seed=rec.seed)
@@ -466,21 +468,12 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
         "rows": {"sft": len(sft), "dpo": len(dpo)},
         "spectrogram_mcq": None if spectrogram_items is None else {
             "items": str(spectrogram_items.resolve()),
-            "items_per_split": _count_splits(spectrogram_items)},
+            "items_per_split": spectrogram_splits},
         "quarantined": {"total": len(quarantine), "by_reason": dict(sorted(reasons.items()))},
         "media": rec.media.model_dump(mode="json"),
     }
     _write_json(manifest_path, manifest)  # last: its presence with this key means the build is complete
     return BuildResult(out=out, skipped=False, manifest=manifest)
-
-
-def _count_splits(items_path: Path) -> dict[str, int]:
-    from data_builders.spectrogram_mcq import read_items
-
-    counts: dict[str, int] = {}
-    for it in read_items(items_path):
-        counts[it.split] = counts.get(it.split, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def spectrogram_samples(items_path: Path, n: int, rng: np.random.Generator) -> list[ImageSFTSample]:

@@ -140,17 +140,15 @@ def write_run_report(run_dir: str | Path, entries: Sequence[tuple[str, dict]]) -
         rows = [[label, *[_f(s[mode].get(b, {}).get("accuracy")) for b in bands]] for label, s in sync if mode in s]
         lines += [f"## Out-of-distribution sync set, {mode} (accuracy % per band)", ""]
         lines += _md_table(["checkpoint", *bands], rows) + [""]
-    spec = [(label, r["suites"]["spectrogram_mcq"]) for label, r in entries
-            if r["suites"].get("spectrogram_mcq", {}).get("status", "ok") == "ok" and "spectrogram_mcq" in r["suites"]]
-    if spec:
-        cols = list(dict.fromkeys(f"{sec}/{c}" for _, res in spec for sec in ("conditions", "ablations")
+    spec = [(label, r["suites"]["spectrogram_mcq"]) for label, r in entries if "spectrogram_mcq" in r["suites"]]
+    done = [(label, res) for label, res in spec if res.get("status", "ok") == "ok"]
+    failed = [(label, res) for label, res in spec if res.get("status", "ok") != "ok"]
+    if done:
+        cols = list(dict.fromkeys((sec, c) for _, res in done for sec in ("conditions", "ablations")
                                   for c in res.get(sec, {})))
-        rows = [[label, *[_pct(res.get(c.split("/", 1)[0], {}).get(c.split("/", 1)[1])) for c in cols]]
-                for label, res in spec]
+        rows = [[label, *[_pct(res.get(sec, {}).get(c)) for sec, c in cols]] for label, res in done]
         lines += ["## spectrogram_mcq (accuracy %, chance 25%)", ""]
-        lines += _md_table(["checkpoint", *[c.split("/", 1)[1] for c in cols]], rows) + [""]
-    failed = [(label, r["suites"]["spectrogram_mcq"]) for label, r in entries
-              if r["suites"].get("spectrogram_mcq", {}).get("status", "ok") != "ok"]
+        lines += _md_table(["checkpoint", *[c for _, c in cols]], rows) + [""]
     if failed:
         lines += ["## spectrogram_mcq, not evaluated", ""]
         lines += [f"- {label}: {res.get('status')}: {res.get('reason', '')}" for label, res in failed] + [""]

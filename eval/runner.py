@@ -50,8 +50,9 @@ def _merge(base: dict, over: dict) -> dict:
 def suite_plan(recipe=None, suites: Iterable[str] | None = None, sets: Iterable[str] = (),
                data_root: str | Path = "data") -> dict[str, dict[str, Any]]:
     """Which suites to run with which options: the recipe's ``eval`` section, narrowed by ``suites`` when given,
-    with ``--set`` overrides on top. Thud's ``annotations`` defaults to ``data/<recipe>/test_clips.jsonl`` when that
-    file exists (the data builder writes it)."""
+    with ``--set`` overrides on top. Defaults for what the data builder writes: thud's ``annotations`` is
+    ``data/<recipe>/test_clips.jsonl`` when that file exists; spectrogram_mcq's ``items`` is the recipe's built
+    benchmark (``data.spectrogram_mcq``), so a recipe never states that path twice."""
     plan: dict[str, dict[str, Any]] = {}
     if recipe is not None:
         for name, s in recipe.eval.suites.items():
@@ -66,6 +67,9 @@ def suite_plan(recipe=None, suites: Iterable[str] | None = None, sets: Iterable[
         default = Path(data_root) / recipe.name / "test_clips.jsonl"
         if default.is_file():
             plan["thud"]["annotations"] = str(default.resolve())
+    bench = recipe.data.spectrogram_mcq if recipe is not None else None
+    if "spectrogram_mcq" in plan and bench is not None and "items" not in plan["spectrogram_mcq"]:
+        plan["spectrogram_mcq"]["items"] = str(bench.items_path(Path(data_root) / recipe.name).resolve())
     return plan
 
 

@@ -23,6 +23,7 @@ from data_builders.spectrogram_mcq import CONDITIONS, SpectrogramItem, prompt, r
 from eval.context import EvalContext
 from eval.scoring import score_options
 from eval.spectrogram_baselines import Accuracy, text_only_baselines
+from train.inputs import takes_audio
 
 SUITE = "spectrogram_mcq"
 CHANCE = 0.25
@@ -46,11 +47,6 @@ def ablations(omni: bool) -> list[Condition]:
     """Blank image and options only, for both option kinds; the audio instead of its picture for omni models."""
     shown = ["blank", "none"] + (["audio"] if omni else [])
     return [Condition(f"{k}/{s}", k, s) for s in shown for k in ("graphemic", "phonemic")]
-
-
-def is_omni(processor) -> bool:
-    """Whether the processor takes audio (Qwen-Omni thinkers do; Qwen2.5-VL does not)."""
-    return getattr(processor, "feature_extractor", None) is not None
 
 
 def _image(item: SpectrogramItem, root: Path, shown: str):
@@ -127,7 +123,7 @@ def run(ctx: EvalContext) -> dict:
     if not items:
         raise ValueError(f"{path} has no items in split {split!r}")
     root = path.parent
-    omni = is_omni(ctx.processor)
+    omni = takes_audio(ctx.processor)
     rank, world = ctx.shard
     rows = []
     sections: dict[str, dict] = {"conditions": {}, "ablations": {}}

@@ -6,9 +6,12 @@ Paths are relative to the recipe file's folder, else to the repository root (abs
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Source names of training.md's table. ``self_sampled`` is not here: the trainer builds it from the SFT set.
 # ``spectrogram_mcq`` is the image source of the spectrogram benchmark's finetuning (spectrogram_mcq.md).
@@ -48,6 +51,12 @@ class SpectrogramMCQInput(_Section):
                                "<data dir>/spectrogram_mcq, e.g. one copy shared by a recipe and its ablations")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of option sets held out (split by word)")
     workers: int = Field(2, ge=1, description="rendering processes")
+
+    def items_path(self, data_dir: str | Path) -> Path:
+        """``items.jsonl`` of this benchmark for a recipe whose data folder is ``data_dir`` (``data/<recipe>``):
+        where ``data_builders build`` writes it and where the ``spectrogram_mcq`` suite looks by default."""
+        folder = Path(data_dir) / "spectrogram_mcq" if self.folder is None else REPO_ROOT / self.folder
+        return folder / "items.jsonl"
 
 
 class ShiftSettings(_Section):

@@ -120,3 +120,19 @@ def test_an_omni_thinker_finetunes_on_the_same_image_rows(finetuned, tiny_backbo
     assert (stage / "checkpoint-2" / "adapter_model.safetensors").is_file()
     losses = [r["loss"] for r in read_log(stage) if "loss" in r]
     assert losses and all(0 < v < 20 for v in losses)
+
+
+def test_the_suite_reads_the_benchmark_the_recipe_builds():
+    """Recipes name the benchmark once (data.spectrogram_mcq); eval finds it where the data builder writes it."""
+    from data_builders.build import REPO_ROOT
+    from eval.runner import suite_plan
+
+    for name, folder in (("demo", "data/demo/spectrogram_mcq"), ("ours10k", "data/spectrogram_mcq"),
+                         ("dpo_ctp", "data/spectrogram_mcq"),
+                         ("spectrogram_mcq_ft_tiny", "data/spectrogram_mcq_ft_tiny/spectrogram_mcq")):
+        recipe = load_recipe(name)
+        items = suite_plan(recipe, data_root=REPO_ROOT / "data")["spectrogram_mcq"]["items"]
+        assert items == str(REPO_ROOT / folder / "items.jsonl") == str(
+            recipe.data.spectrogram_mcq.items_path(REPO_ROOT / "data" / name)), name
+    explicit = suite_plan(load_recipe("demo"), sets=["spectrogram_mcq.items=/x/items.jsonl"])
+    assert explicit["spectrogram_mcq"]["items"] == "/x/items.jsonl"

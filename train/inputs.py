@@ -54,6 +54,11 @@ def encode(processor, media: MediaSettings, texts: Sequence[str], videos: Sequen
     return processor(**kwargs)
 
 
+def takes_audio(processor) -> bool:
+    """Whether the processor encodes audio (Qwen-Omni thinkers: a Whisper feature extractor; Qwen2.5-VL: none)."""
+    return getattr(processor, "feature_extractor", None) is not None
+
+
 def forward_kwargs(media: MediaSettings, has_video_audio: bool) -> dict:
     """Extra ``forward``/``generate`` arguments that must agree with how inputs were encoded."""
     return {"use_audio_in_video": bool(media.audio_in_video and has_video_audio)}

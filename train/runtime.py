@@ -125,8 +125,9 @@ def load_model(recipe: Recipe, stage: Stage, base: str, base_ref: str):
     # TRL's fused LM head runs `model.base_model` and projects its last hidden state; that must be the multimodal
     # backbone, or the towers would be skipped (extra keywords swallowed by **kwargs) without any error.
     # A vision-language backbone (the spectrogram benchmark's) has no audio tower to check for.
-    needs = ("get_audio_features", "get_video_features") if hasattr(processor, "feature_extractor") else \
-        ("get_image_features",)
+    from train.inputs import takes_audio
+
+    needs = ("get_audio_features", "get_video_features") if takes_audio(processor) else ("get_image_features",)
     if not all(hasattr(model.base_model, n) for n in needs):
         raise TrainingSetupError(
             f"{type(model).__name__}.base_model is {type(model.base_model).__name__}, not the thinker's multimodal "
