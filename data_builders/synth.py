@@ -102,9 +102,13 @@ def _encode(path: Path, frames: list[np.ndarray], audio: np.ndarray) -> None:
 
     tmp = path.with_name(path.stem + ".tmp.mp4")
     with av.open(str(tmp), mode="w") as out:
-        vs = out.add_stream("libx264", rate=VIDEO_FPS, options={"crf": "20", "preset": "veryfast"})
+        # Bit-reproducible files need x264 single-threaded and without macroblock-tree rate control: its assembly
+        # reads uninitialised memory (a clip's bytes changed with MALLOC_PERTURB_=1, and once in CI mid-suite);
+        # with mbtree=0 (or asm=0) they don't.
+        vs = out.add_stream("libx264", rate=VIDEO_FPS,
+                            options={"crf": "20", "preset": "veryfast", "x264-params": "mbtree=0"})
         vs.width, vs.height, vs.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        vs.codec_context.thread_count = 1  # x264 output is bit-reproducible only single-threaded
+        vs.codec_context.thread_count = 1
         aus = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
         for img in frames:
             for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
