@@ -33,10 +33,10 @@ from data_builders.annotations import AnnotatedClip, AnnotationError, ClipAnnota
 from data_builders.pairs import (PAIR_BUILDERS, BuildInputs, Clip, Segment, build_pairs, sft_samples,
                                  shift_eligible)
 from data_builders.records import ImageSFTSample, PreferencePair, SFTSample
+from recipes.data import REPO_ROOT
 
 # Bump when the row format or the builders change meaning: old builds are then rebuilt, not reused.
 BUILD_FORMAT = 1
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Annotated times may exceed the probed duration by this much (container durations round to a frame or an AAC
 # packet) before the record counts as "times outside the clip".
 TIME_TOLERANCE_S = 0.05
@@ -493,9 +493,7 @@ def spectrogram_samples(items_path: Path, n: int, rng: np.random.Generator) -> l
     while len(out) < n:
         for i in rng.permutation(len(records))[: n - len(out)]:
             r = records[int(i)]
-            out.append(ImageSFTSample(id=f"spectrogram_mcq-{len(out):05d}-{r.id}", source="spectrogram_mcq",
-                                      source_id=r.id, images=list(r.images), prompt=r.prompt, answer=r.answer,
-                                      meta={"condition": r.condition}))
+            out.append(r.model_copy(update={"id": f"spectrogram_mcq-{len(out):05d}-{r.source_id}"}))
     return out
 
 

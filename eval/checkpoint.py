@@ -101,7 +101,6 @@ def load_checkpoint(path: str | Path, *, recipe=None, dtype: Any = None, device_
         base = _adapter_base(folder)
         model, processor = load_backbone(base, dtype=dtype, device_map=device_map)
         if (folder / "preprocessor_config.json").is_file() or (folder / "processor_config.json").is_file():
-
             processor = type(processor).from_pretrained(str(folder))
         model = PeftModel.from_pretrained(model, str(folder))
         kind = "adapter"

@@ -7,7 +7,8 @@ itself instead of its picture. Text-only baselines (``eval.spectrogram_baselines
 give; all of them should sit at chance (25%).
 
 Suite options (``ctx.options``): ``items`` (path to items.jsonl, required), ``split`` (default "test"),
-``limit`` (N items taken as whole option sets, for smoke runs), ``normalise`` (length-normalised log-likelihood, default false).
+``limit`` (N items taken as whole option sets, for smoke runs), ``normalise`` (length-normalised
+log-likelihood, default false).
 """
 
 from __future__ import annotations

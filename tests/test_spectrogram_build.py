@@ -83,11 +83,12 @@ def test_sft_records_cover_every_condition(built):
     by_id = {it.id: it for it in train}
     conds = set()
     for r in recs:
-        it = by_id[r.id]
-        conds.add(r.condition)
-        kind = r.condition.split("/")[0]
+        it = by_id[r.source_id]
+        condition = r.meta["condition"]
+        conds.add(condition)
+        kind = condition.split("/")[0]
         assert r.answer == getattr(it.options, kind)[it.answer]
         assert all(o in r.prompt for o in getattr(it.options, kind))
-        assert len(r.images) == 1 and r.images[0].endswith("_spec.png" if r.condition.endswith("spectrogram")
+        assert len(r.images) == 1 and r.images[0].endswith("_spec.png" if condition.endswith("spectrogram")
                                                            else "_both.png")
     assert len(conds) == 4

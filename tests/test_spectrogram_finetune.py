@@ -124,7 +124,7 @@ def test_an_omni_thinker_finetunes_on_the_same_image_rows(finetuned, tiny_backbo
 
 def test_the_suite_reads_the_benchmark_the_recipe_builds():
     """Recipes name the benchmark once (data.spectrogram_mcq); eval finds it where the data builder writes it."""
-    from data_builders.build import REPO_ROOT
+    from recipes.data import REPO_ROOT
     from eval.runner import suite_plan
 
     for name, folder in (("demo", "data/demo/spectrogram_mcq"), ("ours10k", "data/spectrogram_mcq"),

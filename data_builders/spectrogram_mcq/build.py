@@ -1,4 +1,4 @@
-"""``python -m data_builders spectrogram-mcq``: the whole build, the item record, prompts and SFT records.
+"""``python -m data_builders spectrogram-mcq``: the whole build, the item record, prompts and SFT rows.
 
 Order: lexicon -> eSpeak NG IPA (one batched call) -> option sets (options.py) -> speech and images in parallel
 (render.py, skipped when already on disk) -> ``items.jsonl`` written atomically last.
@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from data_builders.annotations import write_jsonl
+from data_builders.records import ImageSFTSample
 from data_builders.spectrogram_mcq.options import (OPTIONS_PER_ITEM, LexiconEntry, assign_items,
                                                    cluster_option_sets, load_lexicon, ped, segments)
 from data_builders.spectrogram_mcq.render import RenderParams, espeak_version, phonemize, render_word
@@ -208,20 +209,10 @@ def prompt(options: list[str], option_kind: OptionKind, shown: str) -> str:
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class SFTRecord:
-    """One supervised example: image path(s) (absolute), user prompt and the assistant's answer text."""
-
-    id: str
-    condition: str
-    images: tuple[str, ...]
-    prompt: str
-    answer: str
-
-
 def sft_records(items_path: str | Path, split: str = "train",
-                conditions: tuple[tuple[OptionKind, ImageKind], ...] = CONDITIONS) -> list[SFTRecord]:
-    """SFT conversations for finetuning: one per item and condition, answer = the right option's text.
+                conditions: tuple[tuple[OptionKind, ImageKind], ...] = CONDITIONS) -> list[ImageSFTSample]:
+    """SFT conversations for finetuning, as the trainer's rows: one per item and condition, answer = the right
+    option's text, ``source_id`` the item's id, ``meta["condition"]`` e.g. ``"graphemic/spectrogram"``.
 
     The spectrogram+waveform condition uses the stacked image (``combined``), as evaluation does.
     """
@@ -231,6 +222,7 @@ def sft_records(items_path: str | Path, split: str = "train",
         for kind, image in conditions:
             opts = getattr(item.options, kind)
             path = item.spectrogram if image == "spectrogram" else item.combined
-            records.append(SFTRecord(id=item.id, condition=f"{kind}/{image}", images=(str((root / path).resolve()),),
-                                     prompt=prompt(opts, kind, image), answer=opts[item.answer]))
+            records.append(ImageSFTSample(id=f"{item.id}/{kind}/{image}", source="spectrogram_mcq", source_id=item.id,
+                                          images=[str((root / path).resolve())], prompt=prompt(opts, kind, image),
+                                          answer=opts[item.answer], meta={"condition": f"{kind}/{image}"}))
     return records
