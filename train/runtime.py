@@ -165,8 +165,46 @@ def lora_config(recipe: Recipe, model=None):
         raise TrainingSetupError("lora.dropout: LoRA on the fused MoE experts of this backbone (Qwen3-Omni) needs "
                                  "dropout 0 (a PEFT limit); use --set lora.dropout=0, or drop gate_proj/up_proj/"
                                  "down_proj from lora.target_modules to adapt attention only")
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=lora.target_regex(), bias="none")
+    if model is None:
+        return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                          target_modules=lora.target_regex(), bias="none")
+    modules, parameters = lora_targets(model, lora.target_modules, lora.towers)
+    if not modules and not parameters:
+        raise TrainingSetupError(f"lora.target_modules: none of {lora.target_modules} exists in the towers "
+                                 f"{lora.towers} of {type(model).__name__}; check the names (print the model)")
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=modules,
+                      target_parameters=parameters or None, bias="none")
+
+
+# Fused mixture-of-experts weights (transformers 5.x) and the per-expert projection names they hold: a fused
+# parameter is adapted when every projection fused into it is a target.
+FUSED_EXPERT_PARAMETERS = {"gate_up_proj": ("gate_proj", "up_proj"), "down_proj": ("down_proj",)}
+
+
+def module_tower(name: str) -> str | None:
+    """The thinker part a module or parameter name lives in (``model.<tower>.``), or None (e.g. ``lm_head``)."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "model" else None
+
+
+def lora_targets(model, target_modules: list[str], towers: list[str]) -> tuple[list[str], list[str]]:
+    """The exact modules and fused expert parameters LoRA adapts: ``(module names, parameter names)``.
+
+    Full names, never bare ones: PEFT rewrites a regex ``target_modules`` into bare leaf names for mixture-of-experts
+    checkpoints (Qwen3-Omni), and a bare ``q_proj`` also matches the audio and vision towers' attention. A linear
+    module is a target when its last name is in ``target_modules`` and it lives in one of ``towers``; a fused
+    expert weight (``experts.gate_up_proj``/``experts.down_proj``) when all projections fused into it are targets.
+    """
+    import torch
+
+    wanted, inside = set(target_modules), set(towers)
+    modules = [name for name, mod in model.named_modules()
+               if isinstance(mod, torch.nn.Linear) and name.rsplit(".", 1)[-1] in wanted
+               and module_tower(name) in inside]
+    parameters = [name for name, _ in model.named_parameters()
+                  if module_tower(name) in inside and name.rsplit(".", 2)[-2:-1] == ["experts"]
+                  and set(FUSED_EXPERT_PARAMETERS.get(name.rsplit(".", 1)[-1], ("-",))) <= wanted]
+    return modules, parameters
 
 
 def trainer_kwargs(ctx: StageContext, report_to: list[str]) -> dict[str, Any]:

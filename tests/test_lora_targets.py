@@ -1,0 +1,56 @@
+"""LoRA targets per Omni family: adapters go where the recipe's ``lora.towers`` says and nowhere else."""
+
+from __future__ import annotations
+
+import pytest
+
+from recipes.training import LoraSettings
+from train.backbones import TINY_BACKBONES, load_backbone
+from train.runtime import module_tower
+
+
+class _Recipe:
+    """The one recipe field ``lora_config`` reads."""
+
+    def __init__(self, lora: LoraSettings):
+        self.lora = lora
+
+
+def _adapted(name: str, lora: LoraSettings) -> dict[str, str]:
+    """Every adapted module of the PEFT-wrapped tiny thinker -> its tower."""
+    from peft import get_peft_model
+
+    from train.runtime import lora_config
+
+    model, _ = load_backbone(name)
+    peft_model = get_peft_model(model, lora_config(_Recipe(lora), model))
+    out = {}
+    for pname, _ in peft_model.named_parameters():
+        if ".lora_A." in pname:
+            module = pname.split(".lora_A.", 1)[0].removeprefix("base_model.model.").removesuffix(".base_layer")
+            out[module] = module_tower(module)
+    return out
+
+
+@pytest.mark.parametrize("family", sorted(TINY_BACKBONES))
+def test_language_model_only_by_default(family, tiny_backbones):
+    adapted = _adapted(str(tiny_backbones[family]), LoraSettings(dropout=0.0))
+    assert adapted and set(adapted.values()) == {"language_model"}, adapted
+    layers = 2  # the tiny thinkers' decoder depth
+    attention = {f"model.language_model.layers.{i}.self_attn.{p}" for i in range(layers)
+                 for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
+    if family == "tiny-qwen3-omni":  # every layer is mixture-of-experts: fused expert weights, no dense MLP
+        mlp = {f"model.language_model.layers.{i}.mlp.experts" for i in range(layers)}
+    else:
+        mlp = {f"model.language_model.layers.{i}.mlp.{p}" for i in range(layers)
+               for p in ("gate_proj", "up_proj", "down_proj")}
+    assert set(adapted) == attention | mlp
+
+
+@pytest.mark.parametrize("family", sorted(TINY_BACKBONES))
+def test_a_named_tower_gets_adapters_too(family, tiny_backbones):
+    adapted = _adapted(str(tiny_backbones[family]), LoraSettings(dropout=0.0, target_modules=["q_proj", "k_proj"],
+                                                                 towers=["language_model", "audio_tower"]))
+    assert set(adapted.values()) == {"language_model", "audio_tower"}
+    assert all(name.rsplit(".", 1)[-1] in ("q_proj", "k_proj") for name in adapted)
+    assert not any(".visual." in f".{name}" for name in adapted)
