@@ -39,8 +39,9 @@ _M = TypeVar("_M", bound=BaseModel)
 class AnnotationError(ValueError):
     """A record that cannot be used; ``file``, ``line`` and ``field`` say where."""
 
-    def __init__(self, file: str | Path, line: int, field: str, message: str):
+    def __init__(self, file: str | Path, line: int, field: str, message: str, reason: str | None = None):
         self.file, self.line, self.field = str(file), line, field
+        self.reason = reason  # a quarantine tag when the reader knows it (e.g. no_transition); None: inferred
         super().__init__(f"{file}:{line}: field '{field}': {message}")
 
 

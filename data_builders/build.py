@@ -197,6 +197,8 @@ class ProbeCache:
 
 
 def _annotation_reason(err: AnnotationError) -> str:
+    if err.reason:
+        return err.reason
     return "times_outside_clip" if "after the clip's end" in str(err) else "invalid_annotation"
 
 

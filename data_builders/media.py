@@ -118,6 +118,8 @@ def load_frames(path: str | Path, media: MediaSettings, start: float = 0.0,
     import av
 
     path = Path(path)
+    if path.is_dir():
+        return _load_frame_folder(path, media, start, end)
     with _open(path) as container:
         if not container.streams.video:
             raise TruncatedMediaError(path, "has no video stream")
@@ -169,15 +171,21 @@ def load_frames(path: str | Path, media: MediaSettings, start: float = 0.0,
     return np.stack(picked), targets.astype(np.float64), float(declared)
 
 
-def load_audio(path: str | Path, sample_rate: int, max_seconds: float | None = None) -> tuple[np.ndarray, float]:
+def load_audio(path: str | Path, sample_rate: int, max_seconds: float | None = None,
+               missing: str = "error") -> tuple[np.ndarray, float]:
     """Decode the first audio stream to mono float32 at ``sample_rate``; returns (waveform, clip duration in s).
 
     Sample 0 is t = 0 of the container: a stream that starts later is padded with silence, so event times in
-    annotations index the waveform directly.
+    annotations index the waveform directly. ``missing="silence"``: a video without an audio stream, or a folder of
+    frames, gives zeros for its duration (what such a clip sounds like); the default raises NoAudioStreamError.
     """
     import av
 
     path = Path(path)
+    if missing == "silence" and (path.is_dir() or not has_audio_stream(path)):
+        duration = frame_folder_duration(path) if path.is_dir() else probe_duration(path)
+        wanted = duration if max_seconds is None else min(duration, max_seconds)
+        return np.zeros(int(round(wanted * sample_rate)), np.float32), float(duration)
     with _open(path) as container:
         if not container.streams.audio:
             raise NoAudioStreamError(path, "has no audio stream; Thud and the pair builders need the clip's sound")
@@ -226,3 +234,144 @@ def load_clip(path: str | Path, media: MediaSettings) -> DecodedClip:
     return DecodedClip(
         frames=frames, frame_times=times, audio=audio, sample_rate=media.sample_rate, duration=duration, fps=media.fps
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# folders of frames (LLaVA-Hound / ShareGPTVideo training videos ship as JPEG frame folders)
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+# Frame folders carry no timestamps. LLaVA-NeXT's DPO loader reads the ShareGPTVideo frame folders at 2 frames per
+# second (``avg_fps = 2`` in llava/train/train_dpo.py), so frame i is at i / 2 s.
+FRAME_FOLDER_FPS = 2.0
+
+
+def frame_files(folder: str | Path) -> list[Path]:
+    """The frame images of a folder, in name order (how the frames were numbered when extracted)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in FRAME_EXTENSIONS and p.is_file())
+
+
+def frame_folder_duration(folder: str | Path) -> float:
+    """Seconds a frame folder covers at :data:`FRAME_FOLDER_FPS`. Raises TruncatedMediaError when it holds none."""
+    n = len(frame_files(folder))
+    if n == 0:
+        raise TruncatedMediaError(folder, f"holds no frame images ({', '.join(FRAME_EXTENSIONS)})")
+    return n / FRAME_FOLDER_FPS
+
+
+def _load_frame_folder(folder: Path, media: MediaSettings, start: float = 0.0,
+                       end: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`load_frames` for a folder of images: the same sampling, frame i standing at i / FRAME_FOLDER_FPS."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = frame_files(folder)
+    duration = frame_folder_duration(folder)
+    seg_end = min(end if end is not None else duration, duration)
+    if seg_end <= start:
+        raise ValueError(f"{folder}: segment [{start}, {end}) is empty or starts after its end ({duration:.2f}s)")
+    targets = start + sample_times(seg_end - start, media)
+    picked, size = [], None
+    for t in targets:
+        f = files[min(int(np.floor(t * FRAME_FOLDER_FPS + 1e-9)), len(files) - 1)]
+        try:
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                if size is None:
+                    size = media.frame_size(im.height, im.width)
+                picked.append(np.asarray(im.resize((size[1], size[0]), Image.BILINEAR)))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise TruncatedMediaError(f, f"is not a readable image ({exc})") from exc
+    return np.stack(picked), targets.astype(np.float64), float(duration)
+
+
+def probe_visual(path: str | Path) -> float:
+    """Duration of a clip that only needs pictures (an external preference set's video: an mp4 with or without
+    sound, or a frame folder). Raises the loader's errors for a missing, empty or unreadable one."""
+    path = Path(path)
+    if path.is_dir():
+        from PIL import Image, UnidentifiedImageError
+
+        files = frame_files(path)
+        duration = frame_folder_duration(path)
+        try:
+            with Image.open(files[0]) as im:
+                im.verify()
+        except (OSError, UnidentifiedImageError) as exc:
+            raise TruncatedMediaError(files[0], f"is not a readable image ({exc})") from exc
+        return duration
+    with _open(path) as container:
+        if not container.streams.video:
+            raise TruncatedMediaError(path, "has no video stream")
+        duration = _container_duration(container)
+    if duration <= 0:
+        raise TruncatedMediaError(path, "container declares no duration")
+    return duration
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# cutting a span out of a long video without re-encoding
+
+
+def cut_span(src: str | Path, dst: str | Path, start: float, end: float) -> float:
+    """Write ``[start, end)`` of ``src`` to ``dst`` by copying packets (no decoding, no re-encoding).
+
+    A copy can only begin on a key frame, so the file starts at the last key frame at or before ``start``; its
+    time 0 is that key frame. Returns that key frame's time in ``src`` (seconds), i.e. the offset to subtract
+    from ``src`` times to get ``dst`` times. Written atomically.
+
+    Raises:
+        MediaError: ``src`` is missing or unreadable. ValueError: an empty span.
+    """
+    import av
+
+    src, dst = Path(src), Path(dst)
+    if end <= start:
+        raise ValueError(f"{src}: span [{start}, {end}) is empty")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.stem + ".tmp" + dst.suffix)
+    with _open(src) as inp:
+        if not inp.streams.video:
+            raise TruncatedMediaError(src, "has no video stream")
+        vs = inp.streams.video[0]
+        streams = [vs, *inp.streams.audio[:1]]
+        if start > 0:
+            inp.seek(int(start / vs.time_base), stream=vs, backward=True)
+        k0 = None
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            outs = {s.index: out.add_stream_from_template(s) for s in streams}
+            pending = []  # audio packets demuxed before the first key frame fixed k0
+            done = set()
+            for pkt in inp.demux(streams):
+                if pkt.dts is None or pkt.pts is None or pkt.stream.index in done:
+                    continue
+                t = float(pkt.pts * pkt.time_base)
+                if pkt.stream is vs:
+                    if k0 is None:
+                        if not pkt.is_keyframe:
+                            continue
+                        k0 = t
+                    if float(pkt.dts * pkt.time_base) >= end:
+                        done.add(vs.index)
+                        continue
+                elif t >= end:
+                    done.add(pkt.stream.index)
+                    continue
+                if len(done) == len(streams):
+                    break
+                pending.append(pkt)
+                if k0 is None:
+                    continue
+                for q in pending:
+                    qt = float(q.pts * q.time_base)
+                    if q.stream is not vs and qt < k0:
+                        continue
+                    shift = int(round(k0 / q.time_base))
+                    q.pts -= shift
+                    q.dts -= shift
+                    q.stream = outs[q.stream.index]
+                    out.mux(q)
+                pending = []
+    if k0 is None:
+        tmp.unlink(missing_ok=True)
+        raise TruncatedMediaError(src, f"has no key frame before {end:.2f}s to cut [{start:.2f}, {end:.2f}) from")
+    tmp.replace(dst)
+    return k0

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from data_builders.annotations import (AnnotatedClip, AnnotationError, ClipAnnotation, _first_error,
                                        iter_annotations, iter_jsonl_models)
 
-__all__ = ["iter_annotations", "iter_transition_times", "iter_finevideo", "iter_llava_video", "FineVideoClip",
+__all__ = ["iter_annotations", "iter_transition_times", "iter_oops", "read_event_texts", "oops_time", "iter_finevideo", "iter_llava_video", "FineVideoClip",
            "FVScene", "FVSpeech", "LlavaPreference", "parse_timestamp"]
 
 
@@ -31,51 +31,174 @@ __all__ = ["iter_annotations", "iter_transition_times", "iter_finevideo", "iter_
 # Oops transition_times.json
 
 
+def oops_time(times: list[float]) -> float:
+    """The failure onset of an Oops clip as the official loader takes it (cvlab-columbia/oops ``dataloader.py``):
+    the middle element of the sorted annotator times, "not found" (-1) entries included, so a clip that most
+    annotators could not place gets a negative time and is dropped."""
+    ordered = sorted(float(t) for t in times)
+    return ordered[len(ordered) // 2]
+
+
+def _oops_entry(path: Path, index: int, name: str, entry: Any, video: Path, texts: dict[str, Any],
+                split: str | None) -> AnnotatedClip | AnnotationError:
+    """One ``{t, rel_t, n_notfound, len}`` entry as an annotation; ``len`` may be absent (the held-out file has
+    none), the file's duration is then read from the video."""
+    if not isinstance(entry, dict):
+        return AnnotationError(path, index, name, "entry must be an object with 't'")
+    times = entry.get("t")
+    if not isinstance(times, list) or not times or not all(isinstance(t, (int, float)) for t in times):
+        return AnnotationError(path, index, f"{name}.t", "must be a non-empty list of numbers")
+    t = oops_time(times)
+    if t < 0:
+        return AnnotationError(path, index, f"{name}.t", f"the median annotator time is {t} (most annotators found "
+                               "no failure); the official loader drops this clip", reason="no_transition")
+    duration = entry.get("len")
+    if duration is None:
+        from data_builders.media import MediaError, probe_duration
+
+        try:
+            duration = probe_duration(video)
+        except MediaError as exc:
+            return AnnotationError(path, index, f"{name}.video", str(exc), reason=exc.reason)
+    fields = {"visual_event": "", "audio_event": "", **texts}
+    try:
+        rec = ClipAnnotation(**{**fields, "id": f"oops_{name}", "video": str(video), "source": "oops",
+                                "duration": duration, "t_visual": t, "t_audio": t, "split": split,
+                                "n_notfound": entry.get("n_notfound")})
+    except ValidationError as exc:
+        field, msg = _first_error(exc)
+        return AnnotationError(path, index, f"{name}.{'len' if field == 'duration' else field}", msg)
+    return AnnotatedClip(record=rec, path=video, file=path, line=index)
+
+
+def _read_json_object(path: Path) -> dict | AnnotationError:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        return AnnotationError(path, exc.lineno, "<json>", f"not valid JSON ({exc.msg})")
+    if not isinstance(data, dict):
+        return AnnotationError(path, 1, "<root>", "expected an object mapping video name -> times")
+    return data
+
+
 def iter_transition_times(path: str | Path, videos: str | Path | None = None, *, audio_event: str = "",
                           visual_event: str = "") -> Iterator[AnnotatedClip | AnnotationError]:
-    """Read Oops' ``transition_times.json`` (``{name: {"t": [...], "n_notfound": k, "rel_t": [...], "len": s}}``).
+    """Read one Oops-style ``transition_times.json`` (``{name: {"t": [...], "n_notfound": k, "rel_t": [...],
+    "len": s}}``) whose videos are ``<videos>/<name>.mp4`` (default: the JSON's folder).
 
-    Oops gives several annotators' times of the failure onset per video, with -1 (or any negative) for "not
-    found". We take the **median of the valid times** as the event time, robust to one outlying annotator, and set
-    ``t_audio = t_visual`` (Oops has no audio labels; the failure's sound - a crash, a thud - is taken to start when
-    it is seen). ``len`` is the duration. A video with no valid time is an error on field ``t``. ``line`` is the
-    entry's 1-based position in the file.
+    The event time is :func:`oops_time` (the official loader's median rule); ``t_audio = t_visual`` (Oops has no
+    audio labels: the failure's sound is taken to start when it is seen). Every clip gets the same event texts;
+    :func:`iter_oops` reads the whole download with per-clip texts. ``line`` is the entry's 1-based position.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: transition_times file does not exist")
     folder = Path(videos) if videos is not None else path.parent
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        yield AnnotationError(path, exc.lineno, "<json>", f"not valid JSON ({exc.msg})")
+    data = _read_json_object(path)
+    if isinstance(data, AnnotationError):
+        yield data
         return
-    if not isinstance(data, dict):
-        yield AnnotationError(path, 1, "<root>", "expected an object mapping video name -> times")
-        return
+    texts = {"audio_event": audio_event, "visual_event": visual_event}
     for index, (name, entry) in enumerate(data.items(), start=1):
-        if not isinstance(entry, dict):
-            yield AnnotationError(path, index, name, "entry must be an object with 't' and 'len'")
+        stem = name[:-4] if name.endswith(".mp4") else name
+        yield _oops_entry(path, index, stem, entry, folder / f"{stem}.mp4", texts, None)
+
+
+# The Oops download (https://oops.cs.columbia.edu/data/, loader: github.com/cvlab-columbia/oops):
+# oops_dataset/annotations/{transition_times.json, heldout_transition_times.json, train.txt, val.txt,
+# train_filtered.txt, val_filtered.txt} and oops_dataset/oops_video/{train,val}/<name>.mp4.
+OOPS_SPLITS = {"train": "train", "val": "test"}  # the official val split is Harken's held-out test split
+
+
+def _names(path: Path) -> list[str]:
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    return [ln[:-4] if ln.endswith(".mp4") else ln for ln in lines if ln]
+
+
+def oops_files(root: str | Path) -> list[Path]:
+    """The annotation files of an Oops download that a build reads (for input hashes)."""
+    ann = Path(root) / "annotations"
+    names = ("transition_times.json", "heldout_transition_times.json", "train.txt", "val.txt",
+             "train_filtered.txt", "val_filtered.txt")
+    return [ann / n for n in names if (ann / n).is_file()]
+
+
+def read_event_texts(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Per-clip event texts: a JSONL keyed by ``id`` (``oops_<name>`` or ``<name>``; the Thud annotations are such a
+    file). Every field but the annotation's own (id, video, source, duration, times, split) is copied onto the clip:
+    ``visual_event``, ``audio_event`` and any extra annotation field.
+
+    Raises:
+        FileNotFoundError: no such file. AnnotationError: a line that is not a JSON object with an ``id``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: event texts file does not exist")
+    own = {"id", "video", "source", "duration", "t_visual", "t_audio", "split"}
+    out: dict[str, dict[str, Any]] = {}
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
             continue
-        times = entry.get("t")
-        if not isinstance(times, list) or not all(isinstance(t, (int, float)) for t in times):
-            yield AnnotationError(path, index, f"{name}.t", "must be a list of numbers")
-            continue
-        valid = [float(t) for t in times if t >= 0]
-        if not valid:
-            yield AnnotationError(path, index, f"{name}.t", "no annotator found the transition (all times < 0)")
-            continue
-        t = float(statistics.median(valid))
-        video = f"{name}.mp4" if not name.endswith(".mp4") else name
         try:
-            rec = ClipAnnotation(id=f"oops_{Path(video).stem}", video=str(folder / video), source="oops",
-                                 duration=float(entry.get("len") or 0), visual_event=visual_event, t_visual=t,
-                                 audio_event=audio_event, t_audio=t, n_notfound=entry.get("n_notfound"))
-        except ValidationError as exc:
-            field, msg = _first_error(exc)
-            yield AnnotationError(path, index, f"{name}.{'len' if field == 'duration' else field}", msg)
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise AnnotationError(path, lineno, "<json>", f"not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise AnnotationError(path, lineno, "id", "each line must be an object with a string 'id'")
+        key = row["id"].removeprefix("oops_")
+        out[key] = {k: v for k, v in row.items() if k not in own}
+    return out
+
+
+def iter_oops(root: str | Path, events: str | Path | None = None, *, filtered: bool = True, heldout: bool = True,
+              audio_event: str = "", visual_event: str = "") -> Iterator[AnnotatedClip | AnnotationError]:
+    """Read an Oops download as it is (layout above): both split folders, the official ``train.txt``/``val.txt``
+    splits (val -> Harken's ``test`` split), the ``*_filtered.txt`` lists when ``filtered``, the median rule of
+    :func:`oops_time`, and ``heldout_transition_times.json`` (no ``len``: durations come from the files) for clips
+    the main file lacks. ``events``: per-clip texts (:func:`read_event_texts`); ``audio_event``/``visual_event`` fill
+    clips it lacks. A clip with no event text at all is an error (answers would name no event, swaps find no donor).
+
+    Raises:
+        FileNotFoundError: no ``annotations/transition_times.json`` or no split list under ``root``.
+    """
+    root = Path(root)
+    ann = root / "annotations"
+    main = ann / "transition_times.json"
+    if not main.is_file():
+        raise FileNotFoundError(f"{main} does not exist; give the folder that holds annotations/ and oops_video/")
+    split_of: dict[str, str] = {}
+    for official, ours in OOPS_SPLITS.items():
+        lst = ann / f"{official}.txt"
+        if not lst.is_file():
+            raise FileNotFoundError(f"{lst} does not exist (the official split list of the Oops download)")
+        keep = set(_names(ann / f"{official}_filtered.txt")) if filtered and (ann / f"{official}_filtered.txt"
+                                                                               ).is_file() else None
+        for name in _names(lst):
+            if keep is None or name in keep:
+                split_of[name] = official
+    texts = read_event_texts(events) if events is not None else {}
+    default = {k: v for k, v in (("audio_event", audio_event), ("visual_event", visual_event)) if v}
+    files = [main] + ([ann / "heldout_transition_times.json"] if heldout and (ann / "heldout_transition_times.json"
+                                                                              ).is_file() else [])
+    seen: set[str] = set()
+    for path in files:
+        data = _read_json_object(path)
+        if isinstance(data, AnnotationError):
+            yield data
             continue
-        yield AnnotatedClip(record=rec, path=Path(rec.video), file=path, line=index)
+        for index, (name, entry) in enumerate(data.items(), start=1):
+            name = name[:-4] if name.endswith(".mp4") else name
+            if name in seen or name not in split_of:
+                continue  # outside the official (filtered) splits, or already read from the main file
+            seen.add(name)
+            clip_texts = {**default, **texts.get(name, {})}
+            if not (clip_texts.get("audio_event") or clip_texts.get("visual_event")):
+                yield AnnotationError(path, index, f"{name}.audio_event", "no event text for this clip; add it to "
+                                      "the events file or set audio_event/visual_event", reason="missing_event_text")
+                continue
+            official = split_of[name]
+            video = root / "oops_video" / official / f"{name}.mp4"
+            yield _oops_entry(path, index, name, entry, video, clip_texts, OOPS_SPLITS[official])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -107,25 +230,73 @@ class _FV(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class FVActivity(_FV):
-    description: str
-    timestamp: float | None = None
+# The published row schema (dataset card of HuggingFaceFV/finevideo, ``dataset_info.features``, and the annotation
+# schema of huggingface/fineVideo ``contentannotation/video2annotation.py``): ``json.content_metadata.scenes[]``
+# with ``timestamps{start_timestamp, end_timestamp}``, ``activities[{description, timestamp{start_timestamp,
+# end_timestamp}}]``, ``audioVisualCorrelation`` (float in [0, 1]), ``mood{description, keyMoments[{timestamp,
+# changeDescription}]}``, ``narrativeProgression[{description, timestamp}]``; speech in
+# ``json.timecoded_text_to_speech[{start, end, text}]``. Timestamps are "HH:MM:SS.mmm" strings.
+class _Span(_FV):
+    start_timestamp: str
+    end_timestamp: str
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _ts(cls, v):
-        return None if v in (None, "") else parse_timestamp(v)
+
+class _RawActivity(_FV):
+    description: str
+    timestamp: _Span | None = None
+
+
+class _RawKeyMoment(_FV):
+    timestamp: str
+    changeDescription: str = ""
+
+
+class _RawMood(_FV):
+    description: str = ""
+    keyMoments: list[_RawKeyMoment] = Field(default_factory=list)
+
+
+class _RawNarrative(_FV):
+    description: str
+    timestamp: str | None = None
+
+
+class _RawScene(_FV):
+    sceneId: int | None = None
+    title: str = ""
+    timestamps: _Span
+    activities: list[_RawActivity] = Field(default_factory=list)
+    audioVisualCorrelation: float | None = Field(None, ge=0, le=1)
+    mood: _RawMood | None = None
+    narrativeProgression: list[_RawNarrative] = Field(default_factory=list)
+
+
+class FVActivity(_FV):
+    """An activity of a scene and its time span in seconds (None where the annotation gives none)."""
+
+    description: str
+    start: float | None = None
+    end: float | None = None
+
+
+class FVMoment(_FV):
+    """A timed note of a scene (a narrative moment, a mood change), at ``t`` seconds."""
+
+    t: float | None
+    text: str
 
 
 class FVScene(_FV):
-    """One FineVideo scene: ``[start, end)`` in seconds, activities, and the scene-level notes."""
+    """One FineVideo scene: ``[start, end)`` in seconds of the source video, its activities and notes."""
 
     start: float
     end: float
+    title: str = ""
     activities: list[FVActivity] = Field(default_factory=list)
-    audio_visual_correlation: str = ""
+    audio_visual_correlation: float | None = None  # the annotator's score: 0 = speech unrelated to what is seen
     mood: str = ""
-    narrative: str = ""
+    mood_moments: list[FVMoment] = Field(default_factory=list)
+    narrative: list[FVMoment] = Field(default_factory=list)
 
 
 class FVSpeech(_FV):
@@ -150,13 +321,35 @@ class FineVideoClip(_FV):
     row: int
 
 
-def _note(value: Any) -> str:
-    """FineVideo notes are strings or small objects ({"description": ...}); keep the text."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return str(value.get("description") or value.get("text") or "")
-    return ""
+def _optional_ts(value: str | None) -> float | None:
+    return None if value in (None, "") else parse_timestamp(value)
+
+
+def _scene(raw: _RawScene) -> FVScene:
+    """The builders' view of a validated scene (times in seconds); raises ValueError on a bad timestamp."""
+    acts = [FVActivity(description=a.description, start=_optional_ts(a.timestamp and a.timestamp.start_timestamp),
+                       end=_optional_ts(a.timestamp and a.timestamp.end_timestamp)) for a in raw.activities]
+    mood = raw.mood or _RawMood()
+    return FVScene(start=parse_timestamp(raw.timestamps.start_timestamp),
+                   end=parse_timestamp(raw.timestamps.end_timestamp), title=raw.title, activities=acts,
+                   audio_visual_correlation=raw.audioVisualCorrelation, mood=mood.description,
+                   mood_moments=[FVMoment(t=_optional_ts(k.timestamp), text=k.changeDescription)
+                                 for k in mood.keyMoments],
+                   narrative=[FVMoment(t=_optional_ts(n.timestamp), text=n.description)
+                              for n in raw.narrativeProgression])
+
+
+def _scene_error_field(exc: Exception, where: str, raw: dict) -> str:
+    """The dotted field of a scene that failed, for the error message."""
+    if isinstance(exc, ValidationError):
+        return f"{where}.{_first_error(exc)[0]}"
+    ts = raw.get("timestamps") or {}
+    for key in ("start_timestamp", "end_timestamp"):
+        try:
+            parse_timestamp(ts.get(key))
+        except ValueError:
+            return f"{where}.timestamps.{key}"
+    return where
 
 
 def _parse_fv_json(meta: Any, video: str, vid: str, file: Path, row: int) -> FineVideoClip | AnnotationError:
@@ -175,27 +368,15 @@ def _parse_fv_json(meta: Any, video: str, vid: str, file: Path, row: int) -> Fin
         where = f"json.content_metadata.scenes[{i}]"
         if not isinstance(sc, dict):
             return AnnotationError(file, row, where, "must be an object")
-        ts = sc.get("timestamps") or {}
         try:
-            start = parse_timestamp(ts.get("start_timestamp"))
-        except ValueError as exc:
-            return AnnotationError(file, row, f"{where}.timestamps.start_timestamp", str(exc))
-        try:
-            end = parse_timestamp(ts.get("end_timestamp"))
-        except ValueError as exc:
-            return AnnotationError(file, row, f"{where}.timestamps.end_timestamp", str(exc))
-        if end <= start:
-            return AnnotationError(file, row, f"{where}.timestamps", f"end {end} is not after start {start}")
-        acts = []
-        for j, a in enumerate(sc.get("activities") or []):
-            try:
-                acts.append(FVActivity.model_validate(a if isinstance(a, dict) else {"description": str(a)}))
-            except (ValidationError, ValueError) as exc:
-                msg = _first_error(exc)[1] if isinstance(exc, ValidationError) else str(exc)
-                return AnnotationError(file, row, f"{where}.activities[{j}]", msg)
-        scenes.append(FVScene(start=start, end=end, activities=acts,
-                              audio_visual_correlation=_note(sc.get("audioVisualCorrelation")),
-                              mood=_note(sc.get("mood")), narrative=_note(sc.get("narrativeProgression"))))
+            scene = _scene(_RawScene.model_validate(sc))
+        except (ValidationError, ValueError) as exc:
+            msg = _first_error(exc)[1] if isinstance(exc, ValidationError) else str(exc)
+            return AnnotationError(file, row, _scene_error_field(exc, where, sc), msg)
+        if scene.end <= scene.start:
+            return AnnotationError(file, row, f"{where}.timestamps",
+                                   f"end {scene.end} is not after start {scene.start}")
+        scenes.append(scene)
     speech = []
     for k, s in enumerate(meta.get("timecoded_text_to_speech") or []):
         try:
@@ -238,26 +419,57 @@ def _iter_shard_rows(path: Path) -> Iterator[dict]:
             yield from batch.to_pylist()
 
 
-def iter_finevideo(path: str | Path, cache_dir: str | Path) -> Iterator[FineVideoClip | AnnotationError]:
-    """Read FineVideo rows from a ``.parquet``/``.arrow`` shard, or from a folder of ``<id>.mp4`` + ``<id>.json``.
+SHARD_SUFFIXES = (".parquet", ".arrow")
 
-    Shard rows carry the mp4 as bytes; each is written once to ``cache_dir/<id>.mp4`` (kept across builds) and the
-    record points at that file. ``row`` is the 0-based row of the shard, or the file's index in the folder.
+
+def finevideo_inputs(path: str | Path) -> tuple[str, list[Path]]:
+    """What a FineVideo input names: ``("shards", files)`` for a shard, a glob of shards or a folder holding them
+    (the hub layout ``data/train-XXXXX-of-01357.parquet``, searched recursively), or ``("exported", [folder])`` for
+    the dataset card's export (``videos/<name>.mp4`` + ``metadata/<name>.json``), or ``("flat", [folder])`` for a
+    folder of ``<name>.mp4`` + ``<name>.json``.
+
+    Raises:
+        FileNotFoundError: nothing readable there, saying what was looked for.
     """
+    text = str(path)
+    if any(c in text for c in "*?["):
+        import glob
+
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if p.endswith(SHARD_SUFFIXES))
+        if not files:
+            raise FileNotFoundError(f"{text}: the pattern matches no .parquet/.arrow shard")
+        return "shards", files
     path = Path(path)
-    cache_dir = Path(cache_dir)
-    if path.is_dir():
-        for row, js in enumerate(sorted(path.glob("*.json"))):
-            mp4 = js.with_suffix(".mp4")
-            try:
-                meta = json.loads(js.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                yield AnnotationError(js, exc.lineno, "<json>", f"not valid JSON ({exc.msg})")
-                continue
-            yield _parse_fv_json(meta, str(mp4.resolve()), f"fv_{js.stem}", js, row)
-        return
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: FineVideo input does not exist (give a .parquet/.arrow shard or a folder)")
+    if path.is_file():
+        if path.suffix not in SHARD_SUFFIXES:
+            raise FileNotFoundError(f"{path}: a FineVideo file input must be a .parquet or .arrow shard")
+        return "shards", [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: FineVideo input does not exist (give parquet shards, a folder of them, or "
+                                "a folder with videos/ and metadata/)")
+    shards = sorted(p for p in path.rglob("*") if p.suffix in SHARD_SUFFIXES and p.is_file())
+    if shards:
+        return "shards", shards
+    if (path / "metadata").is_dir() and (path / "videos").is_dir():
+        return "exported", [path]
+    if any(path.glob("*.json")):
+        return "flat", [path]
+    raise FileNotFoundError(f"{path}: no .parquet/.arrow shard (searched recursively), no videos/ + metadata/ "
+                            "folders and no <name>.json + <name>.mp4 files; download FineVideo as shards "
+                            "(data/train-*.parquet) or export it as the dataset card shows")
+
+
+def _iter_json_folder(meta_dir: Path, video_dir: Path) -> Iterator[FineVideoClip | AnnotationError]:
+    for row, js in enumerate(sorted(meta_dir.glob("*.json"))):
+        try:
+            meta = json.loads(js.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            yield AnnotationError(js, exc.lineno, "<json>", f"not valid JSON ({exc.msg})")
+            continue
+        yield _parse_fv_json(meta, str((video_dir / f"{js.stem}.mp4").resolve()), f"fv_{js.stem}", js, row)
+
+
+def _iter_shard(path: Path, cache_dir: Path) -> Iterator[FineVideoClip | AnnotationError]:
     for row, rec in enumerate(_iter_shard_rows(path)):
         meta = rec.get("json")
         if isinstance(meta, (str, bytes)):
@@ -279,6 +491,22 @@ def iter_finevideo(path: str | Path, cache_dir: str | Path) -> Iterator[FineVide
         target = cache_dir / f"{vid}.mp4"
         _write_once(target, bytes(mp4))
         yield _parse_fv_json(meta, str(target.resolve()), vid, path, row)
+
+
+def iter_finevideo(path: str | Path, cache_dir: str | Path) -> Iterator[FineVideoClip | AnnotationError]:
+    """Read FineVideo videos from any layout :func:`finevideo_inputs` accepts.
+
+    Shard rows carry the mp4 as bytes; each is written once to ``cache_dir/<id>.mp4`` (kept across builds) and the
+    record points at that file. ``row`` is the 0-based row of its shard, or the file's index in its folder.
+    """
+    kind, files = finevideo_inputs(path)
+    if kind == "exported":
+        yield from _iter_json_folder(files[0] / "metadata", files[0] / "videos")
+    elif kind == "flat":
+        yield from _iter_json_folder(files[0], files[0])
+    else:
+        for shard in files:
+            yield from _iter_shard(shard, Path(cache_dir))
 
 
 # ----------------------------------------------------------------------------------------------------------------
