@@ -119,7 +119,38 @@ FV_PROMPTS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+FV_PROMPTS["localise"] = (
+    "When in this clip is the following said: \"{quote}\"? Give the time range in seconds.",
+    "Listen to the clip. At what time do you hear \"{quote}\"?",
+    "Find the moment someone says \"{quote}\". When does it start and end?",
+    "In which part of the clip, in seconds, is \"{quote}\" heard?",
+    "Locate the words \"{quote}\" in the audio: from when to when are they spoken?",
+)
+
 FV_TEMPLATES: dict[str, tuple[str, ...]] = {
+    # Temporal localisation: {start}/{end} in seconds of the clip as the model gets it.
+    "localise": (
+        "It is said from about {start} s to {end} s.",
+        "Those words are heard between {start} s and {end} s.",
+        "From roughly {start} s until {end} s.",
+        "The speaker says it at about {start} s; it ends near {end} s.",
+        "It comes between {start} and {end} seconds into the clip.",
+    ),
+    # Audio-visual correspondence: what is heard while an activity is on screen.
+    "correspond": (
+        "While {activity}, someone says: \"{quote}\".",
+        "During that moment ({activity}) the audio has a voice saying \"{quote}\".",
+        "As {activity}, you can hear \"{quote}\".",
+        "What is heard then is speech: \"{quote}\", while {activity}.",
+        "The soundtrack at that point: \"{quote}\" (while {activity}).",
+    ),
+    "correspond_question": (
+        "What is heard while the video shows this: {activity}?",
+        "While {activity}, what does the audio contain?",
+        "Listen to the moment when {activity}. What is said?",
+        "What can be heard at the point where {activity}?",
+        "When {activity}, what is spoken on the soundtrack?",
+    ),
     # {visual} = activities of the scene, {audio} = what is heard (speech quoted or the correlation note).
     "describe": (
         "{visual} On the audio, {audio}",

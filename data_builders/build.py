@@ -117,6 +117,21 @@ def resolve_input(path: str, recipe_file: Path) -> Path:
                             f"{REPO_ROOT}; fix the path in the recipe's data section")
 
 
+def resolve_finevideo(path: str, recipe_file: Path) -> str:
+    """A FineVideo input as the reader takes it: a glob of shards stays a pattern, anchored like other paths."""
+    if not any(c in path for c in "*?["):
+        return str(resolve_input(path, recipe_file))
+    import glob
+
+    if Path(path).is_absolute():
+        return path
+    for base in (recipe_file.parent, REPO_ROOT):
+        if glob.glob(str(base / path), recursive=True):
+            return str(base / path)
+    raise FileNotFoundError(f"{recipe_file}: finevideo pattern '{path}' matches nothing under {recipe_file.parent} "
+                            f"or {REPO_ROOT}; fix the path in the recipe's data section")
+
+
 def _stable_u(*parts: object) -> float:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "little") / 2.0 ** 64
 
@@ -165,6 +180,37 @@ def probe_clip(path: str | Path, sample_rate: int) -> ProbeResult:
         return ProbeResult(key=key, ok=False, reason=exc.reason, message=str(exc))
     except Exception as exc:  # noqa: BLE001 - a broken clip must never crash a build (issue #3)
         return ProbeResult(key=key, ok=False, reason="corrupt_or_truncated", message=f"{path}: {exc}")
+
+
+def probe_pictures(path: Path) -> tuple[str, str] | None:
+    """``(reason, message)`` when a clip that needs only pictures (an external preference's mp4, silent or not, or
+    frame folder) cannot be read, else None. Such clips reach training with a silent track when they have none."""
+    from data_builders.media import MediaError, probe_visual
+
+    try:
+        probe_visual(path)
+    except MediaError as exc:
+        return exc.reason, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a broken clip must never crash a build
+        return "corrupt_or_truncated", f"{path}: {exc}"
+    return None
+
+
+def cut_segment(clip, scene, folder: Path, max_seconds: float) -> Segment:
+    """Cut a FineVideo scene out of its video into ``folder`` (packet copy, written once; a JSON side file keeps
+    the key-frame offset) and return the :class:`Segment` that points at the cut. The span is the scene, at most
+    ``max_seconds`` long counted from the cut's first frame, so every part of it is decoded in training."""
+    from data_builders.media import cut_span
+
+    dst = folder / f"{clip.id}@{scene.start:.3f}-{scene.end:.3f}_{max_seconds:g}s.mp4"
+    side = dst.with_suffix(".json")
+    if dst.is_file() and side.is_file():
+        offset = float(json.loads(side.read_text(encoding="utf-8"))["offset"])
+    else:
+        offset = cut_span(clip.video, dst, scene.start, scene.end, max_len=max_seconds)
+        _write_json(side, {"offset": offset, "source": clip.video, "start": scene.start, "end": scene.end})
+    return Segment(clip=clip, scene=scene, video=str(dst.resolve()), offset=offset,
+                   span=(scene.start, min(scene.end, offset + max_seconds)))
 
 
 class ProbeCache:
@@ -294,8 +340,15 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
             _write_json(marker, wanted_synth)
         ann_files.append(synth_ann.resolve())
     tt_inputs = [(resolve_input(t.file, recipe_file), t) for t in data.transition_times]
-    fv_inputs = [resolve_input(p, recipe_file) for p in data.finevideo]
-    llava_files = [resolve_input(p, recipe_file) for p in data.llava_video]
+    from data_builders.media import MediaError
+    from data_builders.readers import finevideo_inputs, iter_oops, oops_files
+    from recipes.data import LlavaInput
+
+    fv_inputs = [resolve_finevideo(p, recipe_file) for p in data.finevideo]
+    oops_inputs = [(resolve_input(o.root, recipe_file), o) for o in data.oops]
+    llava_inputs = [LlavaInput(file=x) if isinstance(x, str) else x for x in data.llava_video]
+    llava_files = [(resolve_input(x.file, recipe_file),
+                    resolve_input(x.video_folder, recipe_file) if x.video_folder else None) for x in llava_inputs]
 
     quarantine: list[QuarantineRecord] = []
     annotated: list[AnnotatedClip] = []
@@ -313,7 +366,19 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
             else:
                 annotated.append(item)
 
-    all_inputs = [*ann_files, *(f for f, _ in tt_inputs), *fv_inputs, *llava_files]
+    for root, spec in oops_inputs:
+        events = resolve_input(spec.events, recipe_file) if spec.events else None
+        for item in iter_oops(root, events, filtered=spec.filtered, heldout=spec.heldout,
+                              audio_event=spec.audio_event, visual_event=spec.visual_event):
+            if isinstance(item, AnnotationError):
+                quarantine.append(_quarantine_error(item))
+            else:
+                annotated.append(item)
+        if events is not None:
+            ann_files.append(events)
+
+    all_inputs = [*ann_files, *(f for f, _ in tt_inputs), *(f for p in fv_inputs for f in finevideo_inputs(p)[1]),
+                  *(f for root, _ in oops_inputs for f in oops_files(root)), *(f for f, _ in llava_files)]
     input_hashes = {str(p): input_hash(p) for p in all_inputs}
     clip_stats = sorted(f"{a.path.resolve()}|{_stat_key(a.path.resolve())}" for a in annotated)
     data_hash = hashlib.sha256(json.dumps({"data": data.model_dump(mode="json"), "media": rec.media.model_dump(
@@ -364,7 +429,7 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
     segments: list[Segment] = []
     fv_clips = {"train": 0, "test": 0}
     for f in fv_inputs:
-        for item in tqdm(iter_finevideo(f, out / "media" / "finevideo"), desc=f"finevideo {f.name}",
+        for item in tqdm(iter_finevideo(f, out / "media" / "finevideo"), desc=f"finevideo {Path(f).name}",
                          disable=not progress):
             if isinstance(item, AnnotationError):
                 quarantine.append(_quarantine_error(item))
@@ -383,18 +448,30 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
                         field=f"json.content_metadata.scenes[{i}].timestamps.end_timestamp",
                         message=f"scene ends at {sc.end:.2f}s, after the video's end ({res.duration:.2f}s)"))
                 elif split == "train":
-                    segments.append(Segment(clip=item, scene=sc))
+                    try:
+                        seg = cut_segment(item, sc, out / "media" / "finevideo" / "segments",
+                                          rec.media.max_clip_seconds)
+                        cut = probes.get(Path(seg.video), sr)
+                    except (MediaError, ValueError) as exc:
+                        cut = ProbeResult(key="", ok=False, reason=getattr(exc, "reason", "corrupt_or_truncated"),
+                                          message=str(exc))
+                    if not cut.ok:
+                        quarantine.append(QuarantineRecord(
+                            file=item.file, line=item.row, id=item.id, reason=cut.reason, message=cut.message,
+                            field=f"json.content_metadata.scenes[{i}]"))
+                        continue
+                    segments.append(seg)
 
     llava = []
-    for f in llava_files:
-        for item in iter_llava_video(f):
+    for f, video_folder in llava_files:
+        for item in iter_llava_video(f, video_folder):
             if isinstance(item, AnnotationError):
                 quarantine.append(_quarantine_error(item))
                 continue
-            res = probes.get(item.path, sr)
-            if not res.ok:
+            problem = probe_pictures(item.path)
+            if problem is not None:
                 quarantine.append(QuarantineRecord(file=str(item.file), line=item.line, id=item.id, field="video",
-                                                   reason=res.reason, message=res.message))
+                                                   reason=problem[0], message=problem[1]))
                 continue
             llava.append(item)
 
@@ -466,7 +543,8 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
         "counts": {"train": {"sft": _count(sft), "dpo": _count(dpo)},
                    "test": {"clips": len(test_clips), "finevideo_clips": fv_clips["test"]}},
         "clips": {"train": len(train_clips), "test": len(test_clips), "finevideo_train": fv_clips["train"],
-                  "finevideo_segments_train": len(segments), "llava_video": len(llava)},
+                  "finevideo_segments_train": len(segments), "llava_video": len(llava),
+                  "oops": sum(1 for a in annotated if a.record.source == "oops")},
         "rows": {"sft": len(sft), "dpo": len(dpo)},
         "spectrogram_mcq": None if spectrogram_items is None else {
             "items": str(spectrogram_items.resolve()),

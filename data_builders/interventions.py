@@ -119,8 +119,10 @@ def intervened_audio(video: str | Path, spec: Intervention, sample_rate: int, ma
         p = Path(p)
         return p if base_dir is None or p.is_absolute() else Path(base_dir) / p
 
-    audio, _ = load_audio(_p(video), sample_rate, max_seconds=max_seconds)
+    # A clip without a track (a silent mp4 or a frame folder of an external preference set) is heard as silence;
+    # builds quarantine annotated clips without sound before they get here.
+    audio, _ = load_audio(_p(video), sample_rate, max_seconds=max_seconds, missing="silence")
     donor = None
     if spec.kind == "swap":
-        donor, _ = load_audio(_p(spec.donor_video), sample_rate, max_seconds=max_seconds)
+        donor, _ = load_audio(_p(spec.donor_video), sample_rate, max_seconds=max_seconds, missing="silence")
     return apply_intervention(audio, spec, sample_rate, donor)

@@ -311,12 +311,13 @@ def probe_visual(path: str | Path) -> float:
 # cutting a span out of a long video without re-encoding
 
 
-def cut_span(src: str | Path, dst: str | Path, start: float, end: float) -> float:
+def cut_span(src: str | Path, dst: str | Path, start: float, end: float, max_len: float | None = None) -> float:
     """Write ``[start, end)`` of ``src`` to ``dst`` by copying packets (no decoding, no re-encoding).
 
     A copy can only begin on a key frame, so the file starts at the last key frame at or before ``start``; its
-    time 0 is that key frame. Returns that key frame's time in ``src`` (seconds), i.e. the offset to subtract
-    from ``src`` times to get ``dst`` times. Written atomically.
+    time 0 is that key frame. ``max_len`` caps the file's length counted from there. Returns that key frame's
+    time in ``src`` (seconds), i.e. the offset to subtract from ``src`` times to get ``dst`` times. Written
+    atomically.
 
     Raises:
         MediaError: ``src`` is missing or unreadable. ValueError: an empty span.
@@ -335,7 +336,7 @@ def cut_span(src: str | Path, dst: str | Path, start: float, end: float) -> floa
         streams = [vs, *inp.streams.audio[:1]]
         if start > 0:
             inp.seek(int(start / vs.time_base), stream=vs, backward=True)
-        k0 = None
+        k0, stop = None, end
         with av.open(str(tmp), mode="w", format="mp4") as out:
             outs = {s.index: out.add_stream_from_template(s) for s in streams}
             pending = []  # audio packets demuxed before the first key frame fixed k0
@@ -349,10 +350,11 @@ def cut_span(src: str | Path, dst: str | Path, start: float, end: float) -> floa
                         if not pkt.is_keyframe:
                             continue
                         k0 = t
-                    if float(pkt.dts * pkt.time_base) >= end:
+                        stop = end if max_len is None else min(end, k0 + max_len)
+                    if float(pkt.dts * pkt.time_base) >= stop:
                         done.add(vs.index)
                         continue
-                elif t >= end:
+                elif k0 is not None and t >= stop:
                     done.add(pkt.stream.index)
                     continue
                 if len(done) == len(streams):

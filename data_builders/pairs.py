@@ -18,9 +18,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from data_builders.annotations import ClipAnnotation
-from data_builders.answers import FV_PROMPTS, FV_TEMPLATES, ClipFacts, answer, clip_prompt, pick
+from data_builders.answers import FV_PROMPTS, FV_TEMPLATES, ClipFacts, answer, clip_prompt, fmt_seconds, pick
 from data_builders.interventions import ORIGINAL, Intervention
-from data_builders.readers import FineVideoClip, FVScene, LlavaItem
+from data_builders.readers import FineVideoClip, FVActivity, FVScene, FVSpeech, LlavaItem
 from data_builders.records import PreferencePair, SFTSample
 from recipes.data import ShiftSettings
 
@@ -58,18 +58,40 @@ class Clip:
 
 @dataclass(frozen=True)
 class Segment:
-    """A FineVideo scene of a cached clip."""
+    """A FineVideo scene cut into its own file at build time (:func:`data_builders.media.cut_span`).
+
+    ``span`` is the part of the scene used, in seconds of the source video (the scene, cut to the recipe's clip
+    length); ``video`` is the cut file, whose time 0 is ``offset`` seconds into the source (the key frame the copy
+    starts on). Answers state times of the cut file, which is what training and the export show.
+    """
 
     clip: FineVideoClip
     scene: FVScene
+    video: str
+    offset: float
+    span: tuple[float, float]
 
     @property
     def id(self) -> str:
         return f"{self.clip.id}@{self.scene.start:.3f}"
 
+    def lines(self) -> list[FVSpeech]:
+        """Speech lines that overlap the span, in order."""
+        lo, hi = self.span
+        return [s for s in self.clip.speech if s.text.strip() and s.end > lo and s.start < hi]
+
     def speech(self) -> list[str]:
-        return [s.text.strip() for s in self.clip.speech
-                if s.text.strip() and s.end > self.scene.start and s.start < self.scene.end]
+        return [s.text.strip() for s in self.lines()]
+
+    def activities(self) -> list[FVActivity]:
+        """Activities of the scene that are described and (when timed) overlap the span."""
+        lo, hi = self.span
+        return [a for a in self.scene.activities if a.description.strip()
+                and (a.start is None or a.end is None or (a.end > lo and a.start < hi))]
+
+    def local(self, t: float) -> float:
+        """A source time as a time of the cut file, kept inside the span."""
+        return min(max(t, self.span[0]), self.span[1]) - self.offset
 
 
 @dataclass
@@ -290,24 +312,41 @@ def _snippet(text: str, words: int = 14) -> str:
     return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
 
 
+def _lc(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return text[:1].lower() + text[1:]
+
+
 def _visual_text(seg: Segment) -> str:
-    acts = [_sentence(a.description) for a in seg.scene.activities if a.description.strip()]
-    return " ".join(acts) or _sentence(seg.scene.narrative) or "The scene continues."
+    acts = [_sentence(a.description) for a in seg.activities()]
+    notes = [_sentence(m.text) for m in seg.scene.narrative if m.text.strip()]
+    return " ".join(acts) or " ".join(notes[:2]) or _sentence(seg.scene.title) or "The scene continues."
 
 
-def _audio_text(lines: list[str], correlation: str) -> str:
+def _relation_note(seg: Segment) -> str:
+    """What the annotator's audio-visual correlation score says, in words (FineVideo: 0 = the speech is unrelated
+    to what is seen, 1 = closely related)."""
+    score = seg.scene.audio_visual_correlation
+    if score is None:
+        return ""
+    return ("what is said matches what is shown" if score >= 0.5 else
+            "what is said is not about what is shown")
+
+
+def _audio_text(lines: list[str], note: str) -> str:
     parts = []
     if lines:
         parts.append("someone says: \"" + _snippet(" ".join(lines), 30) + "\"")
-    if correlation.strip():
-        parts.append(correlation.strip()[0].lower() + correlation.strip()[1:])
+    if note:
+        parts.append(note)
     return _sentence("; ".join(parts)) if parts else ""
 
 
 def _fv_record(source: str, k: int, seg: Segment, prompt: str, chosen: str, rejected: str, meta: dict):
+    meta = {"condition": "original", "scene_start": seg.scene.start, "span": list(seg.span), "offset": seg.offset,
+            **meta}
     return PreferencePair(id=f"{source}-{k:05d}-{seg.clip.id}", source=source, source_id=seg.clip.id,
-                          video=seg.clip.video, start=seg.scene.start, end=seg.scene.end, prompt=prompt,
-                          chosen=chosen, rejected=rejected, meta=meta)
+                          video=seg.video, prompt=prompt, chosen=chosen, rejected=rejected, meta=meta)
 
 
 @register("fv_d")
@@ -320,7 +359,7 @@ def build_fv_d(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pr
     out = []
     for k, seg in _cycle(eligible, n, rng):
         visual = _visual_text(seg)
-        audio = _audio_text(seg.speech(), seg.scene.audio_visual_correlation) or pick(FV_TEMPLATES["no_speech"], rng)
+        audio = _audio_text(seg.speech(), _relation_note(seg)) or pick(FV_TEMPLATES["no_speech"], rng)
         if seg.speech():
             fake, how = pick(FV_TEMPLATES["no_speech"], rng), "contradicted"
         else:
@@ -329,9 +368,7 @@ def build_fv_d(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pr
         tmpl = pick(FV_TEMPLATES["describe"], rng)
         fill = lambda a: tmpl.format(visual=visual, visual_lc=visual[:1].lower() + visual[1:], audio=a)  # noqa: E731
         prompt = FV_PROMPTS["describe"][k % len(FV_PROMPTS["describe"])]
-        out.append(_fv_record("fv_d", k, seg, prompt, fill(audio), fill(fake),
-                              {"condition": "original", "rejected_kind": how, "start": seg.scene.start,
-                               "end": seg.scene.end}))
+        out.append(_fv_record("fv_d", k, seg, prompt, fill(audio), fill(fake), {"rejected_kind": how}))
     return out
 
 
@@ -339,7 +376,7 @@ def build_fv_d(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pr
 def build_fv_a_l(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
     """FineVideo audio-visual multiple choice with a long-form answer: the grounded explanation + the right option,
     over the same explanation + a wrong option. Distractors are speech from other segments."""
-    speaking = [s for s in inputs.segments if s.speech() and s.scene.activities]
+    speaking = [s for s in inputs.segments if s.speech() and s.activities()]
     pool_texts = sorted({_snippet(" ".join(s.speech())) for s in inputs.segments if s.speech()})
     eligible = [s for s in speaking if len(pool_texts) >= 2]
     _need("fv_a_l", eligible, n)
@@ -353,19 +390,68 @@ def build_fv_a_l(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[
         options = [options[int(i)] for i in order]
         correct = options.index(right)
         wrong = int(rng.choice([i for i in range(len(options)) if i != correct]))
-        act = seg.scene.activities[int(rng.integers(len(seg.scene.activities)))].description.strip().rstrip(".")
-        question = pick(FV_TEMPLATES["av_question"], rng).format(activity=act[:1].lower() + act[1:])
+        acts = seg.activities()
+        act = _lc(acts[int(rng.integers(len(acts)))].description)
+        question = pick(FV_TEMPLATES["av_question"], rng).format(activity=act)
         letters = "ABCDEFGH"
         prompt = question + "\n" + "\n".join(f"({letters[i]}) \"{o}\"" for i, o in enumerate(options))
-        expl = f"While {act[:1].lower() + act[1:]}, the audio has someone saying \"{right}\"."
-        if seg.scene.audio_visual_correlation.strip():
-            expl += " " + _sentence(seg.scene.audio_visual_correlation)
+        expl = f"While {act}, the audio has someone saying \"{right}\"."
+        if _relation_note(seg):
+            expl += " " + _sentence(_relation_note(seg)[:1].upper() + _relation_note(seg)[1:])
         tmpl = pick(FV_TEMPLATES["av_answer"], rng)
         chosen = tmpl.format(explanation=expl, letter=letters[correct], option=f"\"{options[correct]}\"")
         rejected = tmpl.format(explanation=expl, letter=letters[wrong], option=f"\"{options[wrong]}\"")
         out.append(_fv_record("fv_a_l", k, seg, prompt, chosen, rejected,
-                              {"condition": "original", "answer_index": correct, "rejected_index": wrong,
-                               "start": seg.scene.start, "end": seg.scene.end}))
+                              {"answer_index": correct, "rejected_index": wrong}))
+    return out
+
+
+@register("fv_t")
+def build_fv_t(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """FineVideo temporal localisation: when is a given line of speech heard? Chosen states the line's time range
+    in the clip (from the transcript's timestamps), rejected the range of another line of the same clip."""
+    eligible = [s for s in inputs.segments if len(s.lines()) >= 2]
+    _need("fv_t", eligible, n)
+    out = []
+    for k, seg in _cycle(eligible, n, rng):
+        lines = seg.lines()
+        i = int(rng.integers(len(lines)))
+        j = int(rng.choice([x for x in range(len(lines)) if x != i]))
+        tmpl = pick(FV_TEMPLATES["localise"], rng)
+        say = lambda ln: tmpl.format(start=fmt_seconds(seg.local(ln.start)),  # noqa: E731
+                                     end=fmt_seconds(seg.local(ln.end)))
+        prompt = pick(FV_PROMPTS["localise"], rng).format(quote=_snippet(lines[i].text))
+        out.append(_fv_record("fv_t", k, seg, prompt, say(lines[i]), say(lines[j]),
+                              {"t_start": seg.local(lines[i].start), "t_end": seg.local(lines[i].end),
+                               "rejected_start": seg.local(lines[j].start)}))
+    return out
+
+
+def _heard_during(seg: Segment, act: FVActivity) -> str:
+    """The speech that overlaps a timed activity of the segment ('' when none does)."""
+    return " ".join(s.text.strip() for s in seg.lines() if s.end > act.start and s.start < act.end)
+
+
+@register("fv_c")
+def build_fv_c(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """FineVideo audio-visual correspondence: what is heard while a given activity is shown? Chosen quotes the
+    speech that overlaps the activity's time span, rejected speech from another moment or segment."""
+    timed = [(s, a) for s in inputs.segments for a in s.activities()
+             if a.start is not None and a.end is not None and _heard_during(s, a)]
+    pool = sorted({_snippet(" ".join(s.speech())) for s in inputs.segments if s.speech()})
+    eligible = [(s, a) for s, a in timed if any(t != _snippet(_heard_during(s, a)) for t in pool)]
+    _need("fv_c", eligible, n)
+    out = []
+    for k, (seg, act) in _cycle(eligible, n, rng):
+        right = _snippet(_heard_during(seg, act))
+        others = [t for t in pool if t != right]
+        wrong = others[int(rng.integers(len(others)))]
+        activity = _lc(act.description)
+        tmpl = pick(FV_TEMPLATES["correspond"], rng)
+        prompt = pick(FV_TEMPLATES["correspond_question"], rng).format(activity=activity)
+        out.append(_fv_record("fv_c", k, seg, prompt, tmpl.format(activity=activity, quote=right),
+                              tmpl.format(activity=activity, quote=wrong),
+                              {"activity_start": seg.local(act.start), "activity_end": seg.local(act.end)}))
     return out
 
 

@@ -514,12 +514,16 @@ def iter_finevideo(path: str | Path, cache_dir: str | Path) -> Iterator[FineVide
 
 
 class LlavaPreference(BaseModel):
-    """A general video preference: prompt, chosen, rejected, video (relative to the JSONL's folder)."""
+    """A general video preference. Fields as LLaVA-Hound's ``sft_dpo_17k.jsonl`` (ShareGPTVideo/
+    train_video_and_instruction, ``video_instruction/train/dpo/``) writes them: ``id``, ``prompt``, ``answer`` (the
+    reference), ``chosen``, ``rejected``, their scores, and ``video``: a name under the training video folder, a
+    folder of JPEG frames there (the release ships frames) or an mp4. Other fields are kept."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     id: str | None = None
     prompt: str = Field(min_length=1)
+    answer: str | None = None
     chosen: str = Field(min_length=1)
     rejected: str = Field(min_length=1)
     video: str = Field(min_length=1)
@@ -537,12 +541,22 @@ class LlavaItem:
         return self.record.id or f"llava_{self.file.stem}_{self.line:06d}"
 
 
-def iter_llava_video(path: str | Path) -> Iterator[LlavaItem | AnnotationError]:
-    """Read a JSONL of ``{prompt, chosen, rejected, video}`` preferences; errors name file, line and field."""
+def _llava_video(folder: Path, name: str) -> Path:
+    """``folder/name`` as LLaVA's loaders join it; a bare name may also be ``name.mp4`` there."""
+    path = folder / name
+    if not path.exists() and not path.suffix and (folder / f"{name}.mp4").is_file():
+        return (folder / f"{name}.mp4").resolve()
+    return path.resolve()
+
+
+def iter_llava_video(path: str | Path, video_folder: str | Path | None = None) -> Iterator[LlavaItem | AnnotationError]:
+    """Read a video preference JSONL; ``video`` is resolved against ``video_folder`` (LLaVA's ``--video_folder``;
+    default the JSONL's folder). Errors name file, line and field."""
     path = Path(path)
+    folder = Path(video_folder) if video_folder is not None else path.parent
     for item in iter_jsonl_models(path, LlavaPreference, "llava_video"):
         if isinstance(item, AnnotationError):
             yield item
             continue
         lineno, rec = item
-        yield LlavaItem(record=rec, path=(path.parent / rec.video).resolve(), file=path, line=lineno)
+        yield LlavaItem(record=rec, path=_llava_video(folder, rec.video), file=path, line=lineno)

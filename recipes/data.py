@@ -15,9 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Source names of training.md's table. ``self_sampled`` is not here: the trainer builds it from the SFT set.
 # ``spectrogram_mcq`` is the image source of the spectrogram benchmark's finetuning (spectrogram_mcq.md).
-SourceName = Literal["ctp", "orig_sync", "mute", "swap", "fv_d", "fv_a_l", "llava_video", "spectrogram_mcq"]
+SourceName = Literal["ctp", "orig_sync", "mute", "swap", "fv_d", "fv_a_l", "fv_t", "fv_c", "llava_video",
+                     "spectrogram_mcq"]
 CLIP_SOURCES = ("ctp", "orig_sync", "mute", "swap")  # built from annotated clips (Oops / synth / transitions)
-FINEVIDEO_SOURCES = ("fv_d", "fv_a_l")
+# FineVideo's four instruction types: segment description, audio-visual multiple choice (long answer), temporal
+# localisation of a line of speech, and what is heard while a given activity is shown.
+FINEVIDEO_SOURCES = ("fv_d", "fv_a_l", "fv_t", "fv_c")
 IMAGE_SOURCES = ("spectrogram_mcq",)  # rows of images + text, no clip: a dataset holds these or clip rows, not both
 
 
@@ -40,6 +43,27 @@ class TransitionTimesInput(_Section):
     videos: str | None = Field(None, description="folder holding <name>.mp4; default: the JSON's folder")
     audio_event: str = Field("", description="audio event text for every clip (Oops has no audio labels)")
     visual_event: str = Field("", description="visual event text for every clip")
+
+
+class OopsInput(_Section):
+    """An Oops download as published: ``root`` holds ``annotations/`` (transition_times.json,
+    heldout_transition_times.json, train.txt, val.txt, *_filtered.txt) and ``oops_video/{train,val}/``."""
+
+    root: str
+    events: str | None = Field(None, description="JSONL of per-clip event texts keyed by id (e.g. the Thud "
+                               "annotations): visual_event, audio_event and any other annotation field")
+    filtered: bool = Field(True, description="keep only the clips of the official *_filtered.txt lists")
+    heldout: bool = Field(True, description="also read heldout_transition_times.json for clips the main file lacks")
+    audio_event: str = Field("", description="text for clips the events file lacks (every clip needs one)")
+    visual_event: str = Field("", description="text for clips the events file lacks")
+
+
+class LlavaInput(_Section):
+    """A video preference JSONL (LLaVA-Hound ``sft_dpo_17k.jsonl``: id, prompt, answer, chosen, rejected, scores,
+    video) and the folder its ``video`` names are relative to (mp4 files or folders of JPEG frames)."""
+
+    file: str
+    video_folder: str | None = Field(None, description="default: the JSONL's own folder")
 
 
 class SpectrogramMCQInput(_Section):
@@ -84,8 +108,11 @@ class DataSection(_Section):
     transition_times: list[TransitionTimesInput] = Field(default_factory=list)
     synth: SynthInput | None = None
     finevideo: list[str] = Field(default_factory=list,
-                                 description="FineVideo arrow/parquet shards or folders of <id>.mp4 + <id>.json")
-    llava_video: list[str] = Field(default_factory=list, description="JSONL files of {prompt, chosen, rejected, video}")
+                                 description="FineVideo parquet/arrow shards, globs or folders of them, or the dataset "
+                                 "card's export (a folder with videos/ and metadata/)")
+    oops: list[OopsInput] = Field(default_factory=list, description="Oops downloads read as published")
+    llava_video: list[str | LlavaInput] = Field(default_factory=list, description="preference JSONL files: a path, "
+                                                "or {file, video_folder}")
     spectrogram_mcq: SpectrogramMCQInput | None = None
     shift: ShiftSettings = ShiftSettings()
     sft: dict[SourceName, int] = Field(default_factory=dict, description="exact SFT sample count per source")
@@ -100,10 +127,10 @@ class DataSection(_Section):
                 if n < 0:
                     raise ValueError(f"{part}.{name}: a count cannot be negative")
         wanted = {k for part in (self.sft, self.dpo) for k, n in part.items() if n > 0}
-        has_clips = bool(self.annotations or self.transition_times or self.synth)
+        has_clips = bool(self.annotations or self.transition_times or self.synth or self.oops)
         if wanted & set(CLIP_SOURCES) and not has_clips:
             raise ValueError(f"sources {sorted(wanted & set(CLIP_SOURCES))} need clips: set annotations, "
-                             "transition_times or synth")
+                             "oops, transition_times or synth")
         if wanted & set(FINEVIDEO_SOURCES) and not self.finevideo:
             raise ValueError(f"sources {sorted(wanted & set(FINEVIDEO_SOURCES))} need finevideo inputs")
         if "llava_video" in wanted and not self.llava_video:

@@ -26,8 +26,9 @@ def tone_track(duration: float, sr: int, events: list[tuple[float, float]], chan
 
 def write_clip(path: Path, *, duration: float = 4.0, fps: int = 30, size: tuple[int, int] = (320, 240),
                sr: int | None = 48000, channels: int = 2, events: list[tuple[float, float]] = ((2.0, 440.0),),
-               codec: str = "libx264", seed: int = 0) -> Path:
-    """Write an mp4 with a moving bar and (unless ``sr`` is None) an AAC track of tone bursts."""
+               codec: str = "libx264", seed: int = 0, gop: int | None = None) -> Path:
+    """Write an mp4 with a moving bar and (unless ``sr`` is None) an AAC track of tone bursts; ``gop``: frames
+    between key frames (the encoder's default when None)."""
     import av
 
     w, h = size
@@ -35,6 +36,8 @@ def write_clip(path: Path, *, duration: float = 4.0, fps: int = 30, size: tuple[
     with av.open(str(path), mode="w") as out:
         vs = out.add_stream(codec, rate=fps)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        if gop is not None:
+            vs.codec_context.gop_size = gop
         aus = None
         if sr is not None:
             aus = out.add_stream("aac", rate=sr, layout="stereo" if channels == 2 else "mono")

@@ -58,16 +58,8 @@ class ClipCache:
         """(T, H, W, 3) uint8 frames of the clip (or of its [start, end) segment)."""
         key = (str(self._path(video)), start, end)
         if key not in self._frames:
-            frames, times, _ = load_frames(self._path(video), self.media)
-            if start > 0 or end is not None:
-                keep = (times >= start) & (times < (end if end is not None else np.inf))
-                if keep.sum() < 2:
-                    raise ValueError(
-                        f"{video}: segment [{start}, {end}) holds {int(keep.sum())} of the frames sampled from the "
-                        f"first {self.media.max_clip_seconds}s; cut segments into their own files when building the "
-                        "dataset, or raise media.max_clip_seconds")
-                frames = frames[keep]
-            self._frames[key] = frames
+            # A segment is sampled as a clip of its own after a seek: only its span is decoded.
+            self._frames[key] = load_frames(self._path(video), self.media, start, end)[0]
         return self._frames[key]
 
     def audio(self, video: str, spec: Intervention, start: float = 0.0, end: float | None = None) -> np.ndarray:
@@ -75,11 +67,8 @@ class ClipCache:
         key = (str(self._path(video)), spec.model_dump_json(), start, end)
         if key not in self._audio:
             sr = self.media.sample_rate
-            wave = intervened_audio(self._path(video), spec, sr, max_seconds=self.media.max_clip_seconds,
-                                    base_dir=self.base_dir)
-            if start > 0 or end is not None:
-                wave = wave[int(round(start * sr)): None if end is None else int(round(end * sr))]
-            self._audio[key] = wave
+            self._audio[key] = intervened_audio(self._path(video), spec, sr, max_seconds=self.media.max_clip_seconds,
+                                                base_dir=self.base_dir, start=start, end=end)
         return self._audio[key]
 
 
