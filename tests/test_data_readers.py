@@ -46,9 +46,11 @@ def _fv_json(name: str, speech: list[tuple[str, str, str]], scenes: list[tuple[s
         "original_video_filename": f"{name}.mp4",
         "content_metadata": {"scenes": [
             {"timestamps": {"start_timestamp": s, "end_timestamp": e},
-             "activities": [{"description": a, "timestamp": s} for a in acts],
-             "audioVisualCorrelation": "The speaker's words match the gestures.", "mood": {"description": "calm"},
-             "narrativeProgression": "The talk goes on."} for s, e, acts in scenes]},
+             "activities": [{"description": a, "timestamp": {"start_timestamp": s, "end_timestamp": e}}
+                            for a in acts],
+             "audioVisualCorrelation": 0.9, "mood": {"description": "Calm", "keyMoments": []},
+             "narrativeProgression": [{"description": "The talk goes on.", "timestamp": s}]}
+            for s, e, acts in scenes]},
         "timecoded_text_to_speech": [{"start": a, "end": b, "text": t} for a, b, t in speech],
     }
 
@@ -138,9 +140,9 @@ def test_finevideo_and_llava_sources_build(finevideo, tmp_path):
         if p.source == "llava_video":
             assert p.prompt == "What happens?" and p.chosen == "A bar slides right."
             continue
-        assert p.end is not None and p.end > p.start
-        assert str(tmp_path / "out" / "media" / "finevideo") in p.video
-        assert not (p.source_id == "fv_cook" and p.start >= 4.0)  # the quarantined scene is never used
+        assert p.start == 0 and p.end is None  # each scene is a file of its own
+        assert str(tmp_path / "out" / "media" / "finevideo" / "segments") in p.video
+        assert not (p.source_id == "fv_cook" and p.meta["scene_start"] >= 4.0)  # the quarantined scene is never used
         if p.source == "fv_a_l":
             options = re.findall(r"\(([A-D])\) \"", p.prompt)
             assert options == ["A", "B", "C", "D"][: len(options)] and len(options) >= 2

@@ -26,9 +26,9 @@ def count_decodes(monkeypatch):
     calls = []
     real = collators.load_frames
 
-    def counting(path, media):
+    def counting(path, media, *span):
         calls.append(str(path))
-        return real(path, media)
+        return real(path, media, *span)
 
     monkeypatch.setattr(collators, "load_frames", counting)
     return calls
