@@ -49,3 +49,31 @@ def test_extends_and_overrides(tmp_path):
     assert recipe.hash() != base.hash()
     with pytest.raises(RecipeError, match="media.nope"):
         load_recipe(child, overrides=["media.nope=1"])
+
+
+DPO_ABLATIONS = ["dpo_ctp", "dpo_ctp_fv", "dpo_ctp_fv_llava", "dpo_orig_sync", "ours10k_mute_swap", "ours10k_qwen25"]
+
+
+def test_ours10k_states_the_papers_design():
+    from recipes.data import CLIP_SOURCES
+
+    recipe = load_recipe("ours10k")
+    assert recipe.backbone == "Qwen/Qwen3-Omni-30B-A3B-Instruct"
+    warmup = {k for k, n in recipe.data.sft.items() if n > 0}
+    assert warmup and warmup <= set(CLIP_SOURCES), "the SFT warm-up is intervention-derived only"
+    assert sum(recipe.data.dpo.values()) == 10_000
+    assert load_recipe("ours10k_qwen25").backbone == "Qwen/Qwen2.5-Omni-7B"
+
+
+@pytest.mark.parametrize("name", DPO_ABLATIONS)
+def test_dpo_ablations_share_the_budget_and_the_warmup(name):
+    base, recipe = load_recipe("ours10k"), load_recipe(name)
+    assert sum(recipe.data.dpo.values()) == 10_000, "every DPO ablation trains on 10,000 pairs"
+    assert recipe.data.sft == base.data.sft and recipe.stages["sft"] == base.stages["sft"] or name == "ours10k_qwen25"
+    assert recipe.stages["dpo"].learning_rate == base.stages["dpo"].learning_rate
+    assert "Table 2" in (RECIPES_DIR / f"{name}.yaml").read_text() or name in ("ours10k_mute_swap", "ours10k_qwen25")
+
+
+def test_dpo_ctp_fv_differs_from_ours10k_in_its_sources():
+    assert {k for k, n in load_recipe("dpo_ctp_fv").data.dpo.items() if n} != {
+        k for k, n in load_recipe("ours10k").data.dpo.items() if n}

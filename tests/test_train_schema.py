@@ -117,9 +117,10 @@ def test_eval_suites_with_options(tmp_path):
 
 def test_ablations_change_only_what_differs():
     base = load_recipe("ours10k")
-    assert base.backbone == "Qwen/Qwen2.5-Omni-7B" and base.precision == "bf16"
+    assert base.backbone == "Qwen/Qwen3-Omni-30B-A3B-Instruct" and base.precision == "bf16"
     assert [n for n, _ in base.active_stages()] == ["sft", "dpo"]
-    assert all(s.zero_stage() == 2 for _, s in base.active_stages())
+    assert all(s.zero_stage() == 3 for _, s in base.active_stages())  # 30B of MoE weights are sharded
+    assert all(s.zero_stage() == 2 for _, s in load_recipe("ours10k_qwen25").active_stages())
     sft_mix = load_recipe("sft_mix")
     assert [n for n, _ in sft_mix.active_stages()] == ["sft"]
     assert sft_mix.stages["sft"] == base.stages["sft"]
