@@ -58,6 +58,28 @@ def _spectrogram_mcq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from data_builders.inspect import inspect_source
+
+    media = shift = None
+    if args.recipe:
+        from recipes.schema import load_recipe
+
+        rec = load_recipe(args.recipe)
+        media, shift = rec.media, rec.data.shift
+    reports = [inspect_source(s, events=args.events, video_folder=args.video_folder, media=media, shift=shift,
+                              filtered=not args.all_clips) for s in args.sources]
+    if args.json:
+        import json
+
+        print(json.dumps([asdict(r) for r in reports], indent=2))
+    else:
+        print("\n".join(r.text() for r in reports))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data_builders", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of option sets in the test split")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_spectrogram_mcq)
+
+    p = sub.add_parser("inspect", help="read downloaded sources as a build would and report what it would take")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="FineVideo shard/folder/glob, Oops download folder, "
+                   "preference JSONL or annotation JSONL")
+    p.add_argument("--events", default=None, help="Oops: JSONL of per-clip event texts keyed by id")
+    p.add_argument("--video-folder", default=None, help="preference JSONL: folder its `video` names are under")
+    p.add_argument("--recipe", default=None, help="take media and shift settings from this recipe")
+    p.add_argument("--all-clips", action="store_true", help="Oops: ignore the official *_filtered.txt lists")
+    p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    p.set_defaults(func=_inspect)
     return parser
 
 

@@ -284,7 +284,7 @@ def build_mute(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pr
 def build_swap(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
     """Swapped tracks (donor with a different audio event): flagging the mismatch and naming what is heard, over
     accepting the heard sound as the visible event's."""
-    eligible = [c for c in inputs.clips if donors_for(c, inputs.clips)]
+    eligible = _swap_pool(inputs)
     _need("swap", eligible, n)
     out = []
     for k, clip in _cycle(eligible, n, rng):
@@ -354,7 +354,7 @@ def build_fv_d(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pr
     """FineVideo segment descriptions: what is seen and heard, over the same description with the audible part
     contradicted (segments with speech) or taken from another segment (segments without)."""
     speaking = [s for s in inputs.segments if s.speech()]
-    eligible = [s for s in inputs.segments if s.speech() or speaking]
+    eligible = _fv_d_pool(inputs)
     _need("fv_d", eligible, n)
     out = []
     for k, seg in _cycle(eligible, n, rng):
@@ -376,9 +376,8 @@ def build_fv_d(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pr
 def build_fv_a_l(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
     """FineVideo audio-visual multiple choice with a long-form answer: the grounded explanation + the right option,
     over the same explanation + a wrong option. Distractors are speech from other segments."""
-    speaking = [s for s in inputs.segments if s.speech() and s.activities()]
-    pool_texts = sorted({_snippet(" ".join(s.speech())) for s in inputs.segments if s.speech()})
-    eligible = [s for s in speaking if len(pool_texts) >= 2]
+    pool_texts = _speech_pool(inputs)
+    eligible = _fv_a_l_pool(inputs)
     _need("fv_a_l", eligible, n)
     out = []
     for k, seg in _cycle(eligible, n, rng):
@@ -410,7 +409,7 @@ def build_fv_a_l(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[
 def build_fv_t(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
     """FineVideo temporal localisation: when is a given line of speech heard? Chosen states the line's time range
     in the clip (from the transcript's timestamps), rejected the range of another line of the same clip."""
-    eligible = [s for s in inputs.segments if len(s.lines()) >= 2]
+    eligible = _fv_t_pool(inputs)
     _need("fv_t", eligible, n)
     out = []
     for k, seg in _cycle(eligible, n, rng):
@@ -436,10 +435,8 @@ def _heard_during(seg: Segment, act: FVActivity) -> str:
 def build_fv_c(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
     """FineVideo audio-visual correspondence: what is heard while a given activity is shown? Chosen quotes the
     speech that overlaps the activity's time span, rejected speech from another moment or segment."""
-    timed = [(s, a) for s in inputs.segments for a in s.activities()
-             if a.start is not None and a.end is not None and _heard_during(s, a)]
-    pool = sorted({_snippet(" ".join(s.speech())) for s in inputs.segments if s.speech()})
-    eligible = [(s, a) for s, a in timed if any(t != _snippet(_heard_during(s, a)) for t in pool)]
+    pool = _speech_pool(inputs)
+    eligible = _fv_c_pool(inputs)
     _need("fv_c", eligible, n)
     out = []
     for k, (seg, act) in _cycle(eligible, n, rng):
@@ -463,6 +460,48 @@ def build_llava_video(inputs: BuildInputs, n: int, rng: np.random.Generator) -> 
                            video=str(it.path), prompt=it.record.prompt, chosen=it.record.chosen,
                            rejected=it.record.rejected, meta={"condition": "original"})
             for k, it in _cycle(inputs.llava, n, rng)]
+
+
+# What each builder draws from: the same filters the builders apply, so `inspect` can count them before a build.
+def _swap_pool(inputs: BuildInputs) -> list[Clip]:
+    return [c for c in inputs.clips if donors_for(c, inputs.clips)]
+
+
+def _speech_pool(inputs: BuildInputs) -> list[str]:
+    return sorted({_snippet(" ".join(s.speech())) for s in inputs.segments if s.speech()})
+
+
+def _fv_d_pool(inputs: BuildInputs) -> list[Segment]:
+    speaking = any(s.speech() for s in inputs.segments)
+    return [s for s in inputs.segments if s.speech() or speaking]
+
+
+def _fv_a_l_pool(inputs: BuildInputs) -> list[Segment]:
+    many = len(_speech_pool(inputs)) >= 2
+    return [s for s in inputs.segments if s.speech() and s.activities() and many]
+
+
+def _fv_t_pool(inputs: BuildInputs) -> list[Segment]:
+    return [s for s in inputs.segments if len(s.lines()) >= 2]
+
+
+def _fv_c_pool(inputs: BuildInputs) -> list[tuple[Segment, FVActivity]]:
+    pool = _speech_pool(inputs)
+    timed = [(s, a) for s in inputs.segments for a in s.activities()
+             if a.start is not None and a.end is not None and _heard_during(s, a)]
+    return [(s, a) for s, a in timed if any(t != _snippet(_heard_during(s, a)) for t in pool)]
+
+
+ELIGIBLE: dict[str, Callable[[BuildInputs], list]] = {
+    "ctp": lambda i: shift_eligible(i.clips, i.shift)[0], "orig_sync": lambda i: i.clips, "mute": lambda i: i.clips,
+    "swap": _swap_pool, "fv_d": _fv_d_pool, "fv_a_l": _fv_a_l_pool, "fv_t": _fv_t_pool, "fv_c": _fv_c_pool,
+    "llava_video": lambda i: i.llava,
+}
+
+
+def eligible_counts(inputs: BuildInputs) -> dict[str, int]:
+    """How many clips, segments (or segment moments) each source can draw from; 0 = the source cannot be built."""
+    return {name: len(pool(inputs)) for name, pool in ELIGIBLE.items()}
 
 
 def build_pairs(source: str, inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:

@@ -192,3 +192,23 @@ def test_export_audio_matches_the_exported_video(built, tmp_path):
         wav, sr = sf.read(r.audio, dtype="float32")
         track, _ = load_audio(r.video, sr)
         assert wav.shape == track.shape and np.allclose(wav, track, atol=1e-6)
+
+
+def test_inspect_reports_each_download(downloads, capsys):
+    from data_builders.__main__ import main
+
+    root, ll = downloads["root"], downloads["llava"]
+    assert main(["inspect", str(downloads["fv"].root), str(downloads["oops"]), str(ll.jsonl), "--events",
+                 str(root / "thud_events.jsonl"), "--video-folder", str(ll.video_folder), "--json"]) == 0
+    fv, oops, llava = json.loads(capsys.readouterr().out)
+    assert (fv["kind"], fv["readable"], fv["extra"]["scenes"]) == ("finevideo", 2, 5)
+    assert fv["quarantined"] == {"invalid_annotation": 1} and "audioVisualCorrelation" in fv["examples"][
+        "invalid_annotation"][0]
+    assert fv["eligible"] == {"fv_d": 5, "fv_a_l": 5, "fv_t": 3, "fv_c": 8}
+    assert (oops["readable"], oops["splits"]) == (6, {"test": 2, "train": 4})
+    assert oops["quarantined"] == {"missing_file": 1, "no_transition": 1}
+    assert oops["eligible"] == {"ctp": 4, "orig_sync": 4, "mute": 4, "swap": 4}
+    assert llava["readable"] == 3 and llava["quarantined"] == {"invalid_annotation": 1, "missing_file": 1}
+    assert llava["extra"]["videos"] == "frame folders 1, frames 8, mp4 with sound 1, mp4 without sound 1"
+    assert main(["inspect", str(ll.jsonl), "--video-folder", str(ll.video_folder)]) == 0
+    assert "would be quarantined: 2" in capsys.readouterr().out
