@@ -231,3 +231,52 @@ def write_llava_hound(root: Path) -> LlavaDownload:
     return LlavaDownload(jsonl=jsonl, video_folder=videos,
                          good=["v_7bUu05RIksU-Scene-006_0", "ego4d_clip_012_1", "webvid_silent_77_0"],
                          broken={"no_chosen_9": "invalid_annotation", "gone_3": "missing_file"})
+
+
+# Full Qwen-Omni release checkpoints (Qwen/Qwen2.5-Omni-7B, Qwen/Qwen3-Omni-30B-A3B-Instruct on the Hugging Face hub):
+# one config.json whose model_type is the whole model's, holding `thinker_config`, `talker_config` and the vocoder's
+# config (`token2wav_config`, Qwen3: `code2wav_config`); weights sharded as model-0000K-of-0000N.safetensors with a
+# model.safetensors.index.json, keyed `thinker.*`, `talker.*` and `token2wav.*` / `code2wav.*`; processor and
+# tokenizer files beside them.
+OMNI_RELEASES = {
+    "qwen2_5_omni": ("Qwen2_5OmniConfig", "token2wav", "Qwen2_5OmniForConditionalGeneration"),
+    "qwen3_omni_moe": ("Qwen3OmniMoeConfig", "code2wav", "Qwen3OmniMoeForConditionalGeneration"),
+}
+
+
+def write_omni_release(thinker_dir: Path, out: Path, seed: int = 0) -> Path:
+    """A full release layout around a tiny thinker folder: the thinker's own weights under ``thinker.``, small random
+    talker and vocoder tensors (never loaded by Harken, present as in a release), the processor files copied."""
+    import shutil
+
+    import torch
+    import transformers
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    thinker_config = transformers.AutoConfig.from_pretrained(thinker_dir)
+    model_type = thinker_config.model_type.removesuffix("_thinker")
+    config_class, vocoder, arch = OMNI_RELEASES[model_type]
+    config = getattr(transformers, config_class)(thinker_config=thinker_config.to_dict())
+    config.architectures = [arch]
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(out)
+    with safe_open(str(thinker_dir / "model.safetensors"), "pt") as f:
+        thinker = {f"thinker.{k}": f.get_tensor(k) for k in f.keys()}
+    g = torch.Generator().manual_seed(seed)
+    rest = {"talker.model.embed_tokens.weight": torch.randn(32, 16, generator=g),
+            "talker.model.layers.0.self_attn.q_proj.weight": torch.randn(16, 16, generator=g),
+            "talker.codec_head.weight": torch.randn(32, 16, generator=g),
+            f"{vocoder}.decoder.0.conv.weight": torch.randn(8, 4, 3, generator=g)}
+    shards = {"model-00001-of-00002.safetensors": thinker, "model-00002-of-00002.safetensors": rest}
+    weight_map, total = {}, 0
+    for name, tensors in shards.items():
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in tensors})
+        total += sum(v.numel() * v.element_size() for v in tensors.values())
+    (out / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
+    for f in thinker_dir.iterdir():
+        if f.is_file() and f.name not in ("config.json", "model.safetensors", "generation_config.json"):
+            shutil.copy(f, out / f.name)
+    return out
