@@ -7,7 +7,9 @@ Layout of a built folder (what the trainer and the Thud eval read; :func:`load_b
 - ``test_clips.jsonl``: annotations of the held-out clips (absolute ``video``), disjoint from training by clip.
 - ``manifest.json``: counts per source and split, seed, recipe hash, input hashes, and the build key.
 - ``quarantine.jsonl``: every input record left out, with file, line/row, id, field, reason and message.
-- ``media/finevideo/``: FineVideo clips cut out of shards (written once); ``.work/``: resumable caches.
+- ``media/finevideo/``: FineVideo videos written out of shards (once); ``media/finevideo/segments/``: each training
+  scene copied packet for packet into its own file, from the key frame before it (a JSON side file keeps the
+  offset); ``.work/``: resumable caches.
 - ``spectrogram_mcq/``: the spectrogram benchmark (items.jsonl, wavs, images) when the data section asks for it;
   ``sft`` then holds :class:`~data_builders.records.ImageSFTSample` rows drawn from its train split.
 

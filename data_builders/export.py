@@ -7,8 +7,8 @@ Writes ``OUT/harken_sft.json`` and ``OUT/harken_dpo.json`` (the public release's
 ``use_audio_in_video: false``, since the audio comes from the wav, not from the clip's own track).
 
 Limits of the format: a DPO pair whose two sides hear different audio cannot be written (one ``audios`` list per
-row); such pairs are counted in ``skipped_pairs``. FineVideo segments keep their whole ``videos`` file (LLaMA-Factory
-cannot cut) while the wav holds the segment's audio only.
+row); such pairs are counted in ``skipped_pairs``. FineVideo rows point at the scene files the build cut (packet
+copies), so the ``videos`` file and the wav cover the same span.
 """
 
 from __future__ import annotations

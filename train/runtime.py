@@ -172,8 +172,13 @@ def lora_config(recipe: Recipe, model=None):
     if not modules and not parameters:
         raise TrainingSetupError(f"lora.target_modules: none of {lora.target_modules} exists in the towers "
                                  f"{lora.towers} of {type(model).__name__}; check the names (print the model)")
+    # A fused gate+up expert weight holds two projections: twice the rank and alpha keeps each one's update the
+    # size a separate adapter would have (what PEFT does when it fuses them itself).
+    fused = {r".*\.gate_up_proj": 2} if any(p.endswith(".experts.gate_up_proj") for p in parameters) else {}
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=modules,
-                      target_parameters=parameters or None, bias="none")
+                      target_parameters=parameters or None, bias="none",
+                      rank_pattern={pat: lora.r * k for pat, k in fused.items()},
+                      alpha_pattern={pat: lora.alpha * k for pat, k in fused.items()})
 
 
 # Fused mixture-of-experts weights (transformers 5.x) and the per-expert projection names they hold: a fused
