@@ -183,7 +183,9 @@ def inspect_source(path: str | Path, *, events: str | None = None, video_folder:
     if kind == "finevideo":
         _finevideo_report(report, path, media)
     elif kind == "oops":
-        _clips_report(report, iter_oops(path, events, filtered=filtered), media, shift)
+        stats: dict[str, int] = {}
+        _clips_report(report, iter_oops(path, events, filtered=filtered, stats=stats), media, shift)
+        report.extra["annotated but outside the official split lists"] = stats.get("outside_splits", 0)
     elif kind == "llava_video":
         _llava_report(report, path, video_folder)
     else:

@@ -123,40 +123,45 @@ def oops_files(root: str | Path) -> list[Path]:
     return [ann / n for n in names if (ann / n).is_file()]
 
 
-def read_event_texts(path: str | Path) -> dict[str, dict[str, Any]]:
+def read_event_texts(path: str | Path) -> tuple[dict[str, dict[str, Any]], list[AnnotationError]]:
     """Per-clip event texts: a JSONL keyed by ``id`` (``oops_<name>`` or ``<name>``; the Thud annotations are such a
     file). Every field but the annotation's own (id, video, source, duration, times, split) is copied onto the clip:
-    ``visual_event``, ``audio_event`` and any extra annotation field.
+    ``visual_event``, ``audio_event`` and any extra annotation field. Returns the texts by clip name and an error for
+    each line that is not a JSON object with a string ``id`` (those lines are left out).
 
     Raises:
-        FileNotFoundError: no such file. AnnotationError: a line that is not a JSON object with an ``id``.
+        FileNotFoundError: no such file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: event texts file does not exist")
     own = {"id", "video", "source", "duration", "t_visual", "t_audio", "split"}
     out: dict[str, dict[str, Any]] = {}
+    errors: list[AnnotationError] = []
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise AnnotationError(path, lineno, "<json>", f"not valid JSON ({exc.msg})") from None
+            errors.append(AnnotationError(path, lineno, "<json>", f"not valid JSON ({exc.msg})"))
+            continue
         if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-            raise AnnotationError(path, lineno, "id", "each line must be an object with a string 'id'")
-        key = row["id"].removeprefix("oops_")
-        out[key] = {k: v for k, v in row.items() if k not in own}
-    return out
+            errors.append(AnnotationError(path, lineno, "id", "each line must be an object with a string 'id'"))
+            continue
+        out[row["id"].removeprefix("oops_")] = {k: v for k, v in row.items() if k not in own}
+    return out, errors
 
 
 def iter_oops(root: str | Path, events: str | Path | None = None, *, filtered: bool = True, heldout: bool = True,
-              audio_event: str = "", visual_event: str = "") -> Iterator[AnnotatedClip | AnnotationError]:
+              audio_event: str = "", visual_event: str = "",
+              stats: dict[str, int] | None = None) -> Iterator[AnnotatedClip | AnnotationError]:
     """Read an Oops download as it is (layout above): both split folders, the official ``train.txt``/``val.txt``
     splits (val -> Harken's ``test`` split), the ``*_filtered.txt`` lists when ``filtered``, the median rule of
     :func:`oops_time`, and ``heldout_transition_times.json`` (no ``len``: durations come from the files) for clips
     the main file lacks. ``events``: per-clip texts (:func:`read_event_texts`); ``audio_event``/``visual_event`` fill
     clips it lacks. A clip with no event text at all is an error (answers would name no event, swaps find no donor).
+    ``stats`` (when given) counts ``outside_splits``: annotated clips not in the official (filtered) split lists.
 
     Raises:
         FileNotFoundError: no ``annotations/transition_times.json`` or no split list under ``root``.
@@ -176,7 +181,8 @@ def iter_oops(root: str | Path, events: str | Path | None = None, *, filtered: b
         for name in _names(lst):
             if keep is None or name in keep:
                 split_of[name] = official
-    texts = read_event_texts(events) if events is not None else {}
+    texts, bad_lines = read_event_texts(events) if events is not None else ({}, [])
+    yield from bad_lines
     default = {k: v for k, v in (("audio_event", audio_event), ("visual_event", visual_event)) if v}
     files = [main] + ([ann / "heldout_transition_times.json"] if heldout and (ann / "heldout_transition_times.json"
                                                                               ).is_file() else [])
@@ -188,8 +194,12 @@ def iter_oops(root: str | Path, events: str | Path | None = None, *, filtered: b
             continue
         for index, (name, entry) in enumerate(data.items(), start=1):
             name = name[:-4] if name.endswith(".mp4") else name
-            if name in seen or name not in split_of:
-                continue  # outside the official (filtered) splits, or already read from the main file
+            if name in seen:
+                continue  # the main file's entry wins
+            if name not in split_of:
+                if stats is not None:
+                    stats["outside_splits"] = stats.get("outside_splits", 0) + 1
+                continue
             seen.add(name)
             clip_texts = {**default, **texts.get(name, {})}
             if not (clip_texts.get("audio_event") or clip_texts.get("visual_event")):

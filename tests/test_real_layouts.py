@@ -70,6 +70,17 @@ def test_oops_download(downloads):
     held = got[f"oops_{next(iter(OOPS_HELDOUT))}"]
     assert held.record.duration == pytest.approx(4.0, abs=0.1)  # read from the file: the held-out file has no len
     assert [(e.field, e.reason) for e in errs] == [("Trampoline Fails9.t", "no_transition")]
+    everything, _ = _split(list(iter_oops(downloads["oops"], downloads["root"] / "thud_events.jsonl",
+                                          filtered=False)))
+    assert {c.record.id for c in everything} - set(got) == {"oops_Trampoline Fails10"}
+
+
+def test_oops_event_file_with_a_broken_line(downloads, tmp_path):
+    events = tmp_path / "events.jsonl"
+    lines = (downloads["root"] / "thud_events.jsonl").read_text().splitlines()
+    events.write_text("\n".join([lines[0], "{not json", json.dumps({"visual_event": "no id"}), *lines[1:]]) + "\n")
+    ok, errs = _split(list(iter_oops(downloads["oops"], events)))
+    assert [(e.line, e.field) for e in errs[:2]] == [(2, "<json>"), (3, "id")] and len(ok) == 7
 
 
 def test_llava_hound_jsonl_with_its_video_folder(downloads):
@@ -206,6 +217,7 @@ def test_inspect_reports_each_download(downloads, capsys):
         "invalid_annotation"][0]
     assert fv["eligible"] == {"fv_d": 5, "fv_a_l": 5, "fv_t": 3, "fv_c": 8}
     assert (oops["readable"], oops["splits"]) == (6, {"test": 2, "train": 4})
+    assert oops["extra"] == {"annotated but outside the official split lists": 1}  # not in train_filtered.txt
     assert oops["quarantined"] == {"missing_file": 1, "no_transition": 1}
     assert oops["eligible"] == {"ctp": 4, "orig_sync": 4, "mute": 4, "swap": 4}
     assert llava["readable"] == 3 and llava["quarantined"] == {"invalid_annotation": 1, "missing_file": 1}
