@@ -224,3 +224,28 @@ def test_inspect_reports_each_download(downloads, capsys):
     assert llava["extra"]["videos"] == "frame folders 1, frames 8, mp4 with sound 1, mp4 without sound 1"
     assert main(["inspect", str(ll.jsonl), "--video-folder", str(ll.video_folder)]) == 0
     assert "would be quarantined: 2" in capsys.readouterr().out
+
+
+def test_silent_and_segment_rows_reach_the_thinker(built, tiny_backbones):
+    """A DPO batch of LLaVA rows (frame folder, silent mp4, mp4 with sound) and a late FineVideo scene encodes for
+    the tiny thinker; rows without a track are heard as silence, an mp4 with one keeps its sound."""
+    from datasets import load_from_disk
+
+    from recipes.media import MediaSettings
+    from train.backbones import load_backbone
+    from train.collators import ClipCache, DPOCollator
+
+    _, out = built
+    rows = list(load_from_disk(str(out / "dpo")))
+    llava = [r for r in rows if r["source"] == "llava_video"]
+    late = [r for r in rows if r["source"] == "fv_d" and r["meta"]["scene_start"] == 13.0][:1]
+    media = MediaSettings(fps=1.0, max_frames=4, max_pixels=6272, max_clip_seconds=MAX_CLIP)
+    _, processor = load_backbone(str(tiny_backbones["tiny-qwen2.5-omni"]))
+    batch = DPOCollator(processor, media)([*llava, *late])
+    assert batch["input_ids"].shape[0] == 2 * (len(llava) + len(late))
+    cache = ClipCache(media)
+    from data_builders.interventions import ORIGINAL
+
+    heard = {Path(r["video"]).name: cache.audio(r["video"], ORIGINAL).any() for r in llava}
+    assert heard == {"v_7bUu05RIksU-Scene-006": False, "webvid_silent_77.mp4": False, "ego4d_clip_012.mp4": True}
+    assert cache.audio(late[0]["video"], ORIGINAL).any()
