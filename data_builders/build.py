@@ -40,7 +40,7 @@ from data_builders.pairs import (PAIR_BUILDERS, BuildInputs, Clip, Segment, buil
 from data_builders.records import ImageSFTSample, PreferencePair, SFTSample
 from recipes import io
 from recipes.cli import UserError
-from recipes.paths import PathError, command, media_path, project_root, recipe_arg
+from recipes.paths import PathError, media_path, project_root
 
 # Bump when the row format or the builders change meaning: old builds are then rebuilt, not reused.
 BUILD_FORMAT = 1
@@ -197,14 +197,14 @@ def probe_clip(path: str | Path, sample_rate: int) -> ProbeResult:
     (``missing_file``, ``no_audio_stream``, ``corrupt_or_truncated``). Never raises for a bad clip."""
     import av
 
-    from data_builders.media import MediaError, TruncatedMediaError, _open, load_audio
+    from data_builders.media import MediaError, NoVideoStreamError, TruncatedMediaError, _open, load_audio
 
     path = Path(path)
     key = f"{path}|{_stat_key(path)}"
     try:
         with _open(path) as container:
             if not container.streams.video:
-                raise TruncatedMediaError(path, "has no video stream")
+                raise NoVideoStreamError(path, "has no video stream")
             vs = container.streams.video[0]
             last = 0.0
             try:

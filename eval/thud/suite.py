@@ -36,7 +36,7 @@ DIMS_OF: dict[str, tuple[str, ...]] = {"original": DIMENSIONS, **{c: (d,) for d,
 class ThudOptions(BaseModel):
     """The suite's options (recipe ``eval.suites.thud.options`` or ``--set thud.KEY=VALUE``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     annotations: str | None = Field(None, description="annotation JSONL of held-out clips (split: test kept)")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N held-out clips")
@@ -206,10 +206,9 @@ def sync_set_metrics(rows: list[PredictionRow]) -> dict:
 
 
 def _write_rows(path: Path, rows: list[PredictionRow]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r.model_dump(mode="json")) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
+    from recipes.io import write_jsonl
+
+    write_jsonl(path, [r.model_dump(mode="json") for r in rows])
 
 
 def run(ctx: EvalContext) -> dict:
