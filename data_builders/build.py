@@ -263,7 +263,7 @@ def _raw_id(file: str, line: int) -> str | None:
     if not file.endswith(".jsonl"):
         return None
     try:
-        with open(file, encoding="utf-8") as fh:
+        with open(file, encoding="utf-8-sig", errors="replace") as fh:  # name the id even on a mangled line
             for i, raw in enumerate(fh, start=1):
                 if i == line:
                     value = json.loads(raw).get("id")
