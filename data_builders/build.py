@@ -40,7 +40,7 @@ from data_builders.pairs import (PAIR_BUILDERS, BuildInputs, Clip, Segment, buil
 from data_builders.records import ImageSFTSample, PreferencePair, SFTSample
 from recipes import io
 from recipes.cli import UserError
-from recipes.paths import PathError, media_path, project_root
+from recipes.paths import PathError, command, media_path, project_root
 
 # Bump when the row format or the builders change meaning: old builds are then rebuilt, not reused.
 BUILD_FORMAT = 1
@@ -627,7 +627,7 @@ def load_test_clips(folder: str | Path) -> list[ClipAnnotation]:
     """
     path = Path(folder) / "test_clips.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; build it with `python -m data_builders build RECIPE`")
+        raise FileNotFoundError(f"{path} does not exist; build it with `{command('data_builders build RECIPE')}`")
     return [ClipAnnotation.model_validate_json(raw) for raw in path.read_text(encoding="utf-8").splitlines()
             if raw.strip()]
 
@@ -642,7 +642,7 @@ def load_built(folder: str | Path) -> Built:
 
     folder = Path(folder)
     if not (folder / "manifest.json").is_file():
-        raise FileNotFoundError(f"{folder}: no manifest.json; build it with `python -m data_builders build RECIPE`")
+        raise FileNotFoundError(f"{folder}: no manifest.json; build it with `{command('data_builders build RECIPE')}`")
     tests = load_test_clips(folder) if (folder / "test_clips.jsonl").is_file() else []
     return Built(sft=load_from_disk(str(folder / "sft")), dpo=load_from_disk(str(folder / "dpo")), test_clips=tests,
                  manifest=json.loads((folder / "manifest.json").read_text(encoding="utf-8")))

@@ -233,6 +233,7 @@ def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]],
                     cache = PredictionCache(own, also_read=tuple(sorted(cache_dir.glob("predictions*.jsonl"))))
                     res = get_suite(name)(context(cache, (0, 1)))
             res = {"status": "ok", **res, "cache": {"hits": cache.hits, "misses": cache.misses}}
+            io.dumps_json(res)  # a NaN metric fails this suite by name, not the results.json of all of them
         except Exception as exc:  # reported per suite; the CLI exits non-zero when any suite errs
             res = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
         results["suites"][name] = res
@@ -303,7 +304,9 @@ def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Ite
 
     run_dir = Path(run_dir)
     if once and not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no such run folder (train first: python -m train recipes/NAME.yaml)")
+        from recipes.paths import command
+
+        raise FileNotFoundError(f"{run_dir}: no such run folder (train first: `{command('train ' + run_dir.name)}`)")
     started = time.monotonic()
     while True:
         recipe = run_recipe_of(run_dir) if run_dir.is_dir() else None
