@@ -286,29 +286,31 @@ def _save_dataset(rows: list[dict], folder: Path, record_type: type[BaseModel]) 
     else:  # an empty dataset still has the record's columns
         ds = Dataset.from_dict({name: [] for name in record_type.model_fields})
     with io.staged_folder(folder) as tmp:
-        ds.save_to_disk(str(tmp))
+        # One shard even when empty: datasets writes no arrow file for an empty set otherwise, and cannot load it.
+        ds.save_to_disk(str(tmp), num_shards=1 if not rows else None)
 
 
 def _write_json(path: Path, obj: Any) -> None:
     io.write_json(path, obj, sort_keys=True)
 
 
-def _checked_media(a: AnnotatedClip, roots: list[Path]) -> tuple[Path | None, QuarantineRecord | None]:
-    """The clip's file, lexically absolute and inside its annotation file's folder or a media root, or the
-    quarantine record saying why not (escaping path, NUL byte, symlink loop)."""
-    where = dict(file=str(a.file), line=a.line, id=a.record.id, field="video")
+def _checked_media(file: Path, line: int, rid: str, video: str,
+                   roots: list[Path]) -> tuple[Path | None, QuarantineRecord | None]:
+    """The media file a record's ``video`` names, lexically absolute and inside the record file's folder or a media
+    root, or the quarantine record saying why not (escaping path, NUL byte, symlink loop)."""
+    where = dict(file=str(file), line=line, id=rid, field="video")
     try:
-        video = media_path(a.file, a.record.video, roots)
+        path = media_path(file, video, roots)
     except PathError as exc:
         reason = "nul_in_path" if "NUL" in str(exc) else "media_outside_roots"
-        return None, QuarantineRecord(**where, reason=reason, message=f"{a.file}:{a.line}: video {exc}")
+        return None, QuarantineRecord(**where, reason=reason, message=f"{file}:{line}: video {exc}")
     try:
-        os.stat(video)
+        os.stat(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return None, QuarantineRecord(**where, reason="symlink_loop",
-                                          message=f"{video}: symbolic links loop; point the link at a real file")
-    return video, None
+                                          message=f"{path}: symbolic links loop; point the link at a real file")
+    return path, None
 
 
 def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable[str] = (),
@@ -388,7 +390,7 @@ def _build(recipe: str | Path, out: str | Path | None = None, overrides: Iterabl
         if isinstance(item, AnnotationError):
             quarantine.append(_quarantine_error(item))
             return
-        video, refused = _checked_media(item, roots)
+        video, refused = _checked_media(item.file, item.line, item.record.id, item.record.video, roots)
         if refused is not None:
             quarantine.append(refused)
         else:
@@ -485,6 +487,10 @@ def _build(recipe: str | Path, out: str | Path | None = None, overrides: Iterabl
         for item in iter_llava_video(f):
             if isinstance(item, AnnotationError):
                 quarantine.append(_quarantine_error(item))
+                continue
+            _, refused = _checked_media(item.file, item.line, item.id, item.record.video, media_roots)
+            if refused is not None:
+                quarantine.append(refused)
                 continue
             res = probes.get(item.path, sr)
             if not res.ok:

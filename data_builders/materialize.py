@@ -167,6 +167,7 @@ def materialize(annotations: str | Path, out: str | Path, offsets: list[float] =
     Returns:
         the index rows.
     """
+    import av
     from tqdm import tqdm
 
     from data_builders.media import MediaError, NoAudioStreamError, NoVideoStreamError, _open, load_audio
@@ -225,7 +226,12 @@ def materialize(annotations: str | Path, out: str | Path, offsets: list[float] =
                 continue
             name = spec_file_name(cid, spec)
             dst = out / "videos" / name
-            write_remuxed(clip.path, dst, track, native.sample_rate, native.layout)
+            try:
+                write_remuxed(clip.path, dst, track, native.sample_rate, native.layout)
+            except av.error.FFmpegError as exc:  # the file went bad after the check: no output, no index row
+                skipped.append({"id": cid, "kind": spec.kind, "reason": "corrupt_or_truncated",
+                                "message": f"{clip.path}: {exc}"})
+                continue
             if verify and spec.kind == "shift":
                 # Against the expected track (the original shifted in memory), not the original itself: a shift
                 # may push the event out of the clip, leaving nothing for a correlation with the original to find.

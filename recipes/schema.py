@@ -193,7 +193,9 @@ def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Reci
 
 def dump_recipe(recipe: Recipe, path: str | Path) -> None:
     """Write the resolved recipe as YAML (checkpoints keep a copy of what produced them)."""
-    Path(path).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    from recipes.io import write_text
+
+    write_text(path, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
 
 def recipe_dict(recipe: Recipe) -> dict[str, Any]:

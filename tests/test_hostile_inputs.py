@@ -198,9 +198,11 @@ def test_materialize_leaves_out_an_audio_only_file_and_writes_the_rest(tmp_path,
 
 
 def _sft_ids(out: Path) -> list[str]:
-    from datasets import load_from_disk
+    from data_builders.build import load_built
 
-    return sorted(load_from_disk(str(out / "sft"))["id"])
+    built = load_built(out)  # the recipe asks for no DPO pair: the empty dpo/ set must load too
+    assert len(built.dpo) == 0
+    return sorted(built.sft["id"])
 
 
 def test_a_build_that_dies_before_its_manifest_leaves_the_previous_build_whole(tmp_path, synth_dir, monkeypatch):

@@ -17,6 +17,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from recipes.cli import UserError
+from recipes.io import atomic_path, write_text
 
 CSV_COLUMNS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "rewards/chosen", "rewards/rejected",
                "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "entropy",
@@ -38,10 +39,8 @@ def truncate_logs(stage_dir: str | Path, last_step: int) -> None:
     # The end-of-training summary (train_runtime, ...) of an earlier, shorter run goes too: the resumed run writes
     # its own.
     records = [r for r in read_log(stage_dir) if r.get("step", 0) <= last_step and "train_runtime" not in r]
-    with (stage_dir / "log.jsonl").open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r) + "\n")
-    with (stage_dir / "log.csv").open("w", encoding="utf-8", newline="") as fh:
+    write_text(stage_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    with atomic_path(stage_dir / "log.csv") as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for r in records:
