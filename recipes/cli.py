@@ -6,12 +6,14 @@ key and reason, and what to do). Library code raises; only the ``__main__`` entr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
 from recipes.paths import ROOT_ENV, announce, use_root
 
 EXIT_USER_ERROR = 2
+DEBUG_ENV = "HARKEN_DEBUG"  # set (e.g. HARKEN_DEBUG=1) to get the traceback instead of the one-line error
 
 
 class UserError(RuntimeError):
@@ -44,6 +46,8 @@ def guarded(run: Callable[[], int], root: str | None = None, extra: tuple[type[B
             announce()
             return run()
     except (*EXPECTED, *extra) as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise  # the whole traceback, for a bug report
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
