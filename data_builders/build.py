@@ -25,8 +25,8 @@ import hashlib
 import json
 import os
 import shutil
-from contextlib import contextmanager
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -194,7 +194,7 @@ class ProbeResult(BaseModel):
 def probe_clip(path: str | Path, sample_rate: int) -> ProbeResult:
     """Check a clip is usable: it exists, has a video stream whose packets reach its end, and an audio stream that
     decodes for its whole declared length. Returns the duration, or the reason it is not usable
-    (``missing_file``, ``no_audio_stream``, ``corrupt_or_truncated``). Never raises for a bad clip."""
+    (``missing_file``, ``no_audio_stream``, ``no_video_stream``, ``corrupt_or_truncated``). Never raises for a bad clip."""
     import av
 
     from data_builders.media import MediaError, NoVideoStreamError, TruncatedMediaError, _open, load_audio
