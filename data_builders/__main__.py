@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from recipes.cli import add_root_argument, finite_arg, finite_float, guarded
+
 
 def _synth(args: argparse.Namespace) -> int:
     from data_builders.synth import synthesize
@@ -34,7 +36,7 @@ def _build(args: argparse.Namespace) -> int:
 def _materialize(args: argparse.Namespace) -> int:
     from data_builders.materialize import materialize
 
-    offsets = [float(x) for x in args.offsets.split(",") if x.strip()] if args.offsets else []
+    offsets = [finite_float(x, "--offsets") for x in args.offsets.split(",") if x.strip()] if args.offsets else []
     rows = materialize(args.annotations, args.out, offsets=offsets, seed=args.seed, progress=not args.quiet)
     print(f"wrote {len(rows)} files and {args.out}/index.jsonl")
     return 0
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--clips", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--test-fraction", type=float, default=0.25)
+    p.add_argument("--test-fraction", type=finite_arg, default=0.25)
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("build", help="build the SFT/DPO datasets, test split, manifest and quarantine of a recipe")
@@ -97,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a recipe value")
     p.add_argument("--force", action="store_true", help="rebuild even if the inputs are unchanged")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_root_argument(p)
     p.set_defaults(func=_build)
 
     p = sub.add_parser("materialize", help="write original + intervened mp4s (video stream copied) and index.jsonl")
@@ -121,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--words", type=int, default=4068, help="lexicon words, most frequent first (spec: 4,068)")
     p.add_argument("--seed", type=int, default=0, help="option sets, answer positions and split")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="share of option sets in the test split")
+    p.add_argument("--test-fraction", type=finite_arg, default=0.2, help="share of option sets in the test split")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_spectrogram_mcq)
 
@@ -138,12 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; expected failures print one line and return 2."""
+    from data_builders.media import MediaError
+
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return guarded(lambda: args.func(args), getattr(args, "root", None), extra=(MediaError,))
 
 
 if __name__ == "__main__":

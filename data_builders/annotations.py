@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 class ClipAnnotation(BaseModel):
     """One source clip with its event times. Unknown fields are kept (contract), ``video`` stays as written."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     id: str = Field(min_length=1)
     video: str = Field(min_length=1)
@@ -71,8 +71,15 @@ def iter_jsonl_models(path: str | Path, model: type[_M], what: str) -> Iterator[
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} file does not exist")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+    with path.open("rb") as fh:  # bytes: one undecodable line is that line's error, not the whole file's
+        for lineno, blob in enumerate(fh, start=1):
+            if lineno == 1 and blob.startswith(b"\xef\xbb\xbf"):
+                blob = blob[3:]  # a UTF-8 byte-order mark (some editors write one) is not part of the record
+            try:
+                raw = blob.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield AnnotationError(path, lineno, "<encoding>", f"not UTF-8 text (byte {exc.start} of the line)")
+                continue
             if not raw.strip():
                 continue
             try:
@@ -114,12 +121,6 @@ def read_annotations(path: str | Path) -> list[AnnotatedClip]:
 
 def write_jsonl(path: str | Path, rows) -> None:
     """Write rows (dicts or pydantic models) as JSONL atomically: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            if isinstance(row, BaseModel):
-                row = row.model_dump(mode="json", exclude_none=True)
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    from recipes.io import write_jsonl as _write
+
+    _write(path, rows)

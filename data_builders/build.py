@@ -15,18 +15,23 @@ Layout of a built folder (what the trainer and the Thud eval read; :func:`load_b
 
 Same inputs (recipe data/media/seed, input files, clip files' sizes and times) give the same build key: a second
 run does nothing. An interrupted run resumes: clip probes are appended one by one to ``.work/probe.jsonl``, synth
-clips and FineVideo files already on disk are kept, and outputs are written atomically (manifest last).
+clips and FineVideo files already on disk are kept. Outputs are written to ``.staging/`` and moved in as one unit:
+the old manifest goes first, the new one last, so a folder with a manifest always holds the build it describes.
+A lock file (``.build.lock``) refuses a second build of the same folder while one runs.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import shutil
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -35,13 +40,21 @@ from data_builders.annotations import AnnotatedClip, AnnotationError, ClipAnnota
 from data_builders.pairs import (PAIR_BUILDERS, BuildInputs, Clip, Segment, build_pairs, sft_samples,
                                  shift_eligible)
 from data_builders.records import ImageSFTSample, PreferencePair, SFTSample
-from recipes.data import REPO_ROOT
+from recipes import io
+from recipes.cli import UserError
+from recipes.paths import PathError, command, media_path, project_root
 
 # Bump when the row format or the builders change meaning: old builds are then rebuilt, not reused.
 BUILD_FORMAT = 1
 # Annotated times may exceed the probed duration by this much (container durations round to a frame or an AAC
 # packet) before the record counts as "times outside the clip".
 TIME_TOLERANCE_S = 0.05
+# An annotated duration longer than the file by more than this (seconds, or this share of the file) is a wrong
+# annotation: the eval would draw offsets the clip cannot hold.
+DURATION_TOLERANCE_S, DURATION_TOLERANCE_FRACTION = 1.0, 0.1
+STAGING, LOCK = ".staging", ".build.lock"
+# What a build writes; they move from .staging into the folder together, manifest last.
+OUTPUTS = ("sft", "dpo", "test_clips.jsonl", "quarantine.jsonl")
 
 
 class QuarantineRecord(BaseModel):
@@ -108,15 +121,60 @@ def input_hash(path: Path) -> str:
 
 
 def resolve_input(path: str, recipe_file: Path) -> Path:
-    """A recipe path: absolute as given, else relative to the recipe's folder, else to the repository root."""
+    """A recipe path: absolute as given, else relative to the recipe's folder, else to the project root."""
     p = Path(path)
     if p.is_absolute():
         return p
-    for base in (recipe_file.parent, REPO_ROOT):
+    for base in (recipe_file.parent, project_root()):
         if (base / p).exists():
             return (base / p).resolve()
     raise FileNotFoundError(f"{recipe_file}: data input '{path}' is neither under {recipe_file.parent} nor under "
-                            f"{REPO_ROOT}; fix the path in the recipe's data section")
+                            f"{project_root()}; fix the path in the recipe's data section")
+
+
+class BuildLockedError(UserError):
+    """Another build is writing the same folder."""
+
+
+@contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.build.lock`` for the duration of a build. The operating system drops the lock when its process
+    dies (``flock``), so a killed build never leaves the folder locked.
+
+    Raises:
+        BuildLockedError: another live process holds it, with its pid.
+    """
+    import fcntl
+
+    path = out / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise BuildLockedError(f"{out}: another build (pid {holder}) is writing this folder; wait for it to "
+                                   "finish, or build into another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def commit_outputs(staging: Path, out: Path) -> None:
+    """Move a finished build from ``staging`` into ``out``: drop the old manifest first (from here until the last
+    step the folder reads as "not built"), swap each output in, then move the new manifest in last."""
+    (out / "manifest.json").unlink(missing_ok=True)
+    for name in OUTPUTS:
+        if (staging / name).is_dir():
+            io.swap_folder(staging / name, out / name)
+        else:
+            os.replace(staging / name, out / name)
+    os.replace(staging / "manifest.json", out / "manifest.json")
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def resolve_finevideo(path: str, recipe_file: Path) -> str:
@@ -127,11 +185,11 @@ def resolve_finevideo(path: str, recipe_file: Path) -> str:
 
     if Path(path).is_absolute():
         return path
-    for base in (recipe_file.parent, REPO_ROOT):
+    for base in (recipe_file.parent, project_root()):
         if glob.glob(str(base / path), recursive=True):
             return str(base / path)
     raise FileNotFoundError(f"{recipe_file}: finevideo pattern '{path}' matches nothing under {recipe_file.parent} "
-                            f"or {REPO_ROOT}; fix the path in the recipe's data section")
+                            f"or {project_root()}; fix the path in the recipe's data section")
 
 
 def _stable_u(*parts: object) -> float:
@@ -153,17 +211,17 @@ class ProbeResult(BaseModel):
 def probe_clip(path: str | Path, sample_rate: int) -> ProbeResult:
     """Check a clip is usable: it exists, has a video stream whose packets reach its end, and an audio stream that
     decodes for its whole declared length. Returns the duration, or the reason it is not usable
-    (``missing_file``, ``no_audio_stream``, ``corrupt_or_truncated``). Never raises for a bad clip."""
+    (``missing_file``, ``no_audio_stream``, ``no_video_stream``, ``corrupt_or_truncated``). Never raises for a bad clip."""
     import av
 
-    from data_builders.media import MediaError, TruncatedMediaError, _open, load_audio
+    from data_builders.media import MediaError, NoVideoStreamError, TruncatedMediaError, _open, load_audio
 
     path = Path(path)
     key = f"{path}|{_stat_key(path)}"
     try:
         with _open(path) as container:
             if not container.streams.video:
-                raise TruncatedMediaError(path, "has no video stream")
+                raise NoVideoStreamError(path, "has no video stream")
             vs = container.streams.video[0]
             last = 0.0
             try:
@@ -255,7 +313,7 @@ def _raw_id(file: str, line: int) -> str | None:
     if not file.endswith(".jsonl"):
         return None
     try:
-        with open(file, encoding="utf-8") as fh:
+        with open(file, encoding="utf-8-sig", errors="replace") as fh:  # name the id even on a mangled line
             for i, raw in enumerate(fh, start=1):
                 if i == line:
                     value = json.loads(raw).get("id")
@@ -273,32 +331,61 @@ def _quarantine_error(err: AnnotationError) -> QuarantineRecord:
 def _save_dataset(rows: list[dict], folder: Path, record_type: type[BaseModel]) -> None:
     from datasets import Dataset
 
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     if rows:
         ds = Dataset.from_list(rows)
     else:  # an empty dataset still has the record's columns
         ds = Dataset.from_dict({name: [] for name in record_type.model_fields})
-    ds.save_to_disk(str(tmp))
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.replace(folder)
+    with io.staged_folder(folder) as tmp:
+        # One shard even when empty: datasets writes no arrow file for an empty set otherwise, and cannot load it.
+        ds.save_to_disk(str(tmp), num_shards=1 if not rows else None)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    io.write_json(path, obj, sort_keys=True)
+
+
+def _checked_media(file: Path, line: int, rid: str, video: str,
+                   roots: list[Path]) -> tuple[Path | None, QuarantineRecord | None]:
+    """The media file a record's ``video`` names, lexically absolute and inside the record file's folder or a media
+    root, or the quarantine record saying why not (escaping path, NUL byte, symlink loop)."""
+    where = dict(file=str(file), line=line, id=rid, field="video")
+    try:
+        path = media_path(file, video, roots)
+    except PathError as exc:
+        reason = "nul_in_path" if "NUL" in str(exc) else "media_outside_roots"
+        return None, QuarantineRecord(**where, reason=reason, message=f"{file}:{line}: video {exc}")
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, QuarantineRecord(**where, reason="symlink_loop",
+                                          message=f"{path}: symbolic links loop; point the link at a real file")
+    return path, None
 
 
 def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable[str] = (),
           progress: bool = True, force: bool = False) -> BuildResult:
+    """Build the datasets of a recipe under a lock (see :func:`_build` for the arguments and what it returns).
+
+    Raises:
+        BuildLockedError: another build is writing the same folder. Otherwise as :func:`_build`.
+    """
+    from recipes.schema import load_recipe
+
+    rec = load_recipe(recipe, overrides)
+    out = Path(out) if out is not None else project_root() / "data" / rec.name
+    out.mkdir(parents=True, exist_ok=True)
+    with build_lock(out):
+        return _build(recipe, out, overrides, progress, force)
+
+
+def _build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable[str] = (),
+           progress: bool = True, force: bool = False) -> BuildResult:
     """Build the datasets of a recipe (module docstring for the layout).
 
     Args:
         recipe: recipe name or file (``demo``, ``recipes/demo.yaml``).
-        out: output folder; default ``data/<recipe name>``.
+        out: output folder; default ``<project root>/data/<recipe name>`` (:mod:`recipes.paths`).
         overrides: ``key.path=value`` assignments, as ``--set`` on the command line.
         progress: show tqdm bars.
         force: rebuild even when the manifest says the inputs are unchanged.
@@ -317,7 +404,7 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
     rec = load_recipe(recipe, overrides)
     recipe_file = resolve_path(recipe).resolve()
     data = rec.data
-    out = Path(out) if out is not None else REPO_ROOT / "data" / rec.name
+    out = Path(out) if out is not None else project_root() / "data" / rec.name
     out.mkdir(parents=True, exist_ok=True)
     work = out / ".work"
     work.mkdir(exist_ok=True)
@@ -354,35 +441,38 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
 
     quarantine: list[QuarantineRecord] = []
     annotated: list[AnnotatedClip] = []
+    media_roots = [resolve_input(r, recipe_file) for r in data.media_roots]
+
+    def _take(item: AnnotatedClip | AnnotationError, roots: list[Path]) -> None:
+        if isinstance(item, AnnotationError):
+            quarantine.append(_quarantine_error(item))
+            return
+        video, refused = _checked_media(item.file, item.line, item.record.id, item.record.video, roots)
+        if refused is not None:
+            quarantine.append(refused)
+        else:
+            annotated.append(AnnotatedClip(record=item.record, path=video, file=item.file, line=item.line))
+
     for f in ann_files:
         for item in iter_annotations(f):
-            if isinstance(item, AnnotationError):
-                quarantine.append(_quarantine_error(item))
-            else:
-                annotated.append(item)
+            _take(item, media_roots)
     for f, spec in tt_inputs:
         videos = resolve_input(spec.videos, recipe_file) if spec.videos else None
         for item in iter_transition_times(f, videos, audio_event=spec.audio_event, visual_event=spec.visual_event):
-            if isinstance(item, AnnotationError):
-                quarantine.append(_quarantine_error(item))
-            else:
-                annotated.append(item)
+            _take(item, [*media_roots, *([videos] if videos else [])])
 
     for root, spec in oops_inputs:
         events = resolve_input(spec.events, recipe_file) if spec.events else None
         for item in iter_oops(root, events, filtered=spec.filtered, heldout=spec.heldout,
                               audio_event=spec.audio_event, visual_event=spec.visual_event):
-            if isinstance(item, AnnotationError):
-                quarantine.append(_quarantine_error(item))
-            else:
-                annotated.append(item)
+            _take(item, [*media_roots, root])
         if events is not None:
             ann_files.append(events)
 
     all_inputs = [*ann_files, *(f for f, _ in tt_inputs), *(f for p in fv_inputs for f in finevideo_inputs(p)[1]),
                   *(f for root, _ in oops_inputs for f in oops_files(root)), *(f for f, _ in llava_files)]
     input_hashes = {str(p): input_hash(p) for p in all_inputs}
-    clip_stats = sorted(f"{a.path.resolve()}|{_stat_key(a.path.resolve())}" for a in annotated)
+    clip_stats = sorted(f"{a.path}|{_stat_key(a.path)}" for a in annotated)
     data_hash = hashlib.sha256(json.dumps({"data": data.model_dump(mode="json"), "media": rec.media.model_dump(
         mode="json"), "seed": rec.seed}, sort_keys=True).encode()).hexdigest()[:16]
     build_key = hashlib.sha256(
@@ -410,7 +500,7 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
                                                message=f"id '{r.id}' appears earlier; ids must be unique"))
             continue
         seen.add(r.id)
-        video = a.path.resolve()
+        video = a.path
         res = probes.get(video, sr)
         if not res.ok:
             quarantine.append(QuarantineRecord(**where, field="video", reason=res.reason, message=res.message))
@@ -422,9 +512,15 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
                 message=f"{late[0]}={getattr(r, late[0])} lies after the end of the file ({res.duration:.2f}s); "
                         "fix the annotation"))
             continue
+        if r.duration > res.duration + max(DURATION_TOLERANCE_S, DURATION_TOLERANCE_FRACTION * res.duration):
+            quarantine.append(QuarantineRecord(
+                **where, field="duration", reason="duration_mismatch",
+                message=f"duration={r.duration} but the file lasts {res.duration:.2f}s; fix the annotation"))
+            continue
         split = r.split or ("test" if _stable_u(rec.seed, "split", r.id) < data.test_fraction else "train")
         if split == "test":
-            test_clips.append(r.model_copy(update={"video": str(video), "split": "test"}))
+            test_clips.append(r.model_copy(update={"video": str(video), "split": "test",
+                                                   "duration": min(r.duration, res.duration)}))
         else:
             train_clips.append(Clip(ann=r, video=str(video), duration=min(res.duration, rec.media.max_clip_seconds)))
 
@@ -469,6 +565,12 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
         for item in iter_llava_video(f, video_folder):
             if isinstance(item, AnnotationError):
                 quarantine.append(_quarantine_error(item))
+                continue
+            # The JSONL's `video` is relative to its video folder (LLaVA's --video_folder), which counts as a root.
+            roots = [*media_roots, *([video_folder] if video_folder is not None else [])]
+            _, refused = _checked_media(item.file, item.line, item.id, str(item.path), roots)
+            if refused is not None:
+                quarantine.append(refused)
                 continue
             problem = probe_pictures(item.path)
             if problem is not None:
@@ -516,18 +618,22 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
 
     import datasets
 
+    staging = out / STAGING
+    if staging.exists():  # a build that died before its commit: start its outputs again
+        shutil.rmtree(staging)
+    staging.mkdir()
     bars_were_off = datasets.utils.are_progress_bars_disabled()
     if not progress:
         datasets.utils.disable_progress_bars()
     try:
-        _save_dataset([r.model_dump(mode="json") for r in sft], out / "sft",
+        _save_dataset([r.model_dump(mode="json") for r in sft], staging / "sft",
                       ImageSFTSample if data.sft.get("spectrogram_mcq") else SFTSample)
-        _save_dataset([r.model_dump(mode="json") for r in dpo], out / "dpo", PreferencePair)
+        _save_dataset([r.model_dump(mode="json") for r in dpo], staging / "dpo", PreferencePair)
     finally:
         if not bars_were_off:
             datasets.utils.enable_progress_bars()
-    write_jsonl(out / "test_clips.jsonl", test_clips)
-    write_jsonl(out / "quarantine.jsonl", quarantine)
+    write_jsonl(staging / "test_clips.jsonl", test_clips)
+    write_jsonl(staging / "quarantine.jsonl", quarantine)
 
     def _count(rows) -> dict[str, int]:
         c: dict[str, int] = {}
@@ -554,7 +660,8 @@ def build(recipe: str | Path, out: str | Path | None = None, overrides: Iterable
         "quarantined": {"total": len(quarantine), "by_reason": dict(sorted(reasons.items()))},
         "media": rec.media.model_dump(mode="json"),
     }
-    _write_json(manifest_path, manifest)  # last: its presence with this key means the build is complete
+    _write_json(staging / "manifest.json", manifest)
+    commit_outputs(staging, out)  # manifest last: its presence with this key means the build is complete
     return BuildResult(out=out, skipped=False, manifest=manifest)
 
 
@@ -607,7 +714,7 @@ def load_test_clips(folder: str | Path) -> list[ClipAnnotation]:
     """
     path = Path(folder) / "test_clips.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; build it with `python -m data_builders build RECIPE`")
+        raise FileNotFoundError(f"{path} does not exist; build it with `{command('data_builders build RECIPE')}`")
     return [ClipAnnotation.model_validate_json(raw) for raw in path.read_text(encoding="utf-8").splitlines()
             if raw.strip()]
 
@@ -622,7 +729,7 @@ def load_built(folder: str | Path) -> Built:
 
     folder = Path(folder)
     if not (folder / "manifest.json").is_file():
-        raise FileNotFoundError(f"{folder}: no manifest.json; build it with `python -m data_builders build RECIPE`")
+        raise FileNotFoundError(f"{folder}: no manifest.json; build it with `{command('data_builders build RECIPE')}`")
     tests = load_test_clips(folder) if (folder / "test_clips.jsonl").is_file() else []
     return Built(sft=load_from_disk(str(folder / "sft")), dpo=load_from_disk(str(folder / "dpo")), test_clips=tests,
                  manifest=json.loads((folder / "manifest.json").read_text(encoding="utf-8")))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_builders.interventions import Intervention, intervened_audio
+from recipes.io import atomic_path, dumps_json, write_text
 
 TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 MEDIA_TAGS = "<video><audio>"
@@ -53,17 +54,13 @@ def _wav(out: Path, video: str, spec: Intervention, start: float, end: float | N
     path = out / "audios" / f"{key}.wav"
     if not path.is_file():
         wave = intervened_audio(video, spec, sr, max_seconds=max_seconds, start=start, end=end)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.wav")
-        sf.write(str(tmp), wave, sr, subtype="FLOAT")
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            sf.write(str(tmp), wave, sr, subtype="FLOAT")
     return str(path.resolve())
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, dumps_json(obj, ensure_ascii=False, indent=1))
 
 
 def export_llamafactory(built: str | Path, out: str | Path, sample_rate: int | None = None,

@@ -103,10 +103,9 @@ def write_remuxed(src: str | Path, dst: str | Path, audio: np.ndarray, sample_ra
     encoded as AAC. Atomic (written to a temporary name, then renamed)."""
     import av
 
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.stem + ".tmp.mp4")
-    with av.open(str(src)) as inp, av.open(str(tmp), mode="w", format="mp4") as out:
+    from recipes.io import atomic_path
+
+    with atomic_path(dst) as tmp, av.open(str(src)) as inp, av.open(str(tmp), mode="w", format="mp4") as out:
         ivs = inp.streams.video[0]
         ovs = out.add_stream_from_template(ivs)
         oas = out.add_stream("aac", rate=sample_rate, layout=layout)
@@ -124,7 +123,6 @@ def write_remuxed(src: str | Path, dst: str | Path, audio: np.ndarray, sample_ra
             fr.pts = start
             out.mux(oas.encode(fr))
         out.mux(oas.encode(None))
-    tmp.replace(dst)
 
 
 def measure_offset(reference: np.ndarray, candidate: np.ndarray, sample_rate: int, max_lag_s: float) -> float:
@@ -169,9 +167,10 @@ def materialize(annotations: str | Path, out: str | Path, offsets: list[float] =
     Returns:
         the index rows.
     """
+    import av
     from tqdm import tqdm
 
-    from data_builders.media import MediaError, NoAudioStreamError, has_audio_stream, load_audio
+    from data_builders.media import MediaError, NoAudioStreamError, NoVideoStreamError, _open, load_audio
 
     out = Path(out)
     clips, skipped = [], []
@@ -180,12 +179,16 @@ def materialize(annotations: str | Path, out: str | Path, offsets: list[float] =
             skipped.append({"file": item.file, "line": item.line, "field": item.field, "reason": str(item)})
         else:
             clips.append(item)
-    # Drop unreadable clips first, so none of them is picked as another clip's swap donor.
+    # Drop unreadable clips first, so none of them is picked as another clip's swap donor, and no clip fails half
+    # way through its files (an audio-only mp4 has no video stream to copy).
     usable = []
     for clip in clips:
         try:
-            if not has_audio_stream(clip.path):
-                raise NoAudioStreamError(clip.path, "has no audio stream")
+            with _open(clip.path) as container:
+                if not container.streams.audio:
+                    raise NoAudioStreamError(clip.path, "has no audio stream")
+                if not container.streams.video:
+                    raise NoVideoStreamError(clip.path, "has no video stream to copy")
             usable.append(clip)
         except MediaError as exc:
             skipped.append({"id": clip.record.id, "reason": exc.reason, "message": str(exc)})
@@ -223,7 +226,12 @@ def materialize(annotations: str | Path, out: str | Path, offsets: list[float] =
                 continue
             name = spec_file_name(cid, spec)
             dst = out / "videos" / name
-            write_remuxed(clip.path, dst, track, native.sample_rate, native.layout)
+            try:
+                write_remuxed(clip.path, dst, track, native.sample_rate, native.layout)
+            except av.error.FFmpegError as exc:  # the file went bad after the check: no output, no index row
+                skipped.append({"id": cid, "kind": spec.kind, "reason": "corrupt_or_truncated",
+                                "message": f"{clip.path}: {exc}"})
+                continue
             if verify and spec.kind == "shift":
                 # Against the expected track (the original shifted in memory), not the original itself: a shift
                 # may push the event out of the clip, leaving nothing for a correlation with the original to find.

@@ -40,6 +40,10 @@ class NoAudioStreamError(MediaError):
     reason = "no_audio_stream"
 
 
+class NoVideoStreamError(MediaError):
+    reason = "no_video_stream"
+
+
 class TruncatedMediaError(MediaError):
     reason = "corrupt_or_truncated"
 

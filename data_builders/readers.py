@@ -13,6 +13,7 @@ Formats:
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from data_builders.annotations import (AnnotatedClip, AnnotationError, ClipAnnotation, _first_error,
                                        iter_annotations, iter_jsonl_models)
+from recipes.io import write_bytes
 
 __all__ = ["iter_annotations", "iter_transition_times", "iter_oops", "read_event_texts", "oops_time", "iter_finevideo", "iter_llava_video", "FineVideoClip",
            "FVScene", "FVSpeech", "LlavaPreference", "parse_timestamp"]
@@ -217,6 +219,8 @@ def iter_oops(root: str | Path, events: str | Path | None = None, *, filtered: b
 
 def parse_timestamp(value: Any) -> float:
     """``"HH:MM:SS.mmm"`` (also ``MM:SS.mmm`` or a number) -> seconds. Raises ValueError on anything else."""
+    if isinstance(value, (int, float)) and not math.isfinite(value):
+        raise ValueError(f"timestamp {value!r} is not a finite number")
     if isinstance(value, (int, float)):
         return float(value)
     if not isinstance(value, str) or not value.strip():
@@ -231,13 +235,15 @@ def parse_timestamp(value: Any) -> float:
     total = 0.0
     for n in nums:
         total = total * 60 + n
+    if not math.isfinite(total):
+        raise ValueError(f"timestamp {value!r} is not a finite number")
     if total < 0:
         raise ValueError(f"negative timestamp {value!r}")
     return total
 
 
 class _FV(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 # The published row schema (dataset card of HuggingFaceFV/finevideo, ``dataset_info.features``, and the annotation
@@ -401,10 +407,7 @@ def _write_once(path: Path, data: bytes) -> None:
     """Write media bytes to ``path`` unless a file of that size is already there (atomic)."""
     if path.is_file() and path.stat().st_size == len(data):
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_bytes(path, data)
 
 
 def _iter_shard_rows(path: Path) -> Iterator[dict]:

@@ -100,8 +100,9 @@ def impact_sound(cls: ObjectClass, rng: np.random.Generator, sr: int = AUDIO_RAT
 def _encode(path: Path, frames: list[np.ndarray], audio: np.ndarray) -> None:
     import av
 
-    tmp = path.with_name(path.stem + ".tmp.mp4")
-    with av.open(str(tmp), mode="w") as out:
+    from recipes.io import atomic_path
+
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as out:
         # Bit-reproducible files need x264 single-threaded and without macroblock-tree rate control: its assembly
         # reads uninitialised memory (a clip's bytes changed with MALLOC_PERTURB_=1, and once in CI mid-suite);
         # with mbtree=0 (or asm=0) they don't.
@@ -125,7 +126,6 @@ def _encode(path: Path, frames: list[np.ndarray], audio: np.ndarray) -> None:
                 out.mux(pkt)
         for pkt in aus.encode():
             out.mux(pkt)
-    tmp.replace(path)
 
 
 def make_clip(index: int, seed: int, *, split: str | None = None) -> tuple[ClipAnnotation, list[np.ndarray], np.ndarray]:

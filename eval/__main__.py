@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
+
+from recipes.cli import add_root_argument, finite_arg, guarded
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -15,17 +16,24 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="evaluate one checkpoint: results.json + report.md (+ plots)")
     r.add_argument("--checkpoint", required=True, help="checkpoint folder, backbone folder or tiny name")
     r.add_argument("--suites", default=None, help="comma list (default: the recipe's eval section)")
-    r.add_argument("--out", default=None, help="output folder (default CHECKPOINT/eval, or eval_out/NAME)")
+    r.add_argument("--out", default=None, help="output folder (default CHECKPOINT/eval, or ROOT/eval_out/NAME)")
+    r.add_argument("--data", default=None, help="built data folder with test_clips.jsonl (default: the folder the "
+                   "checkpoint's run was trained on, else ROOT/data/RECIPE)")
+    add_root_argument(r)
     r.add_argument("--recipe", default=None, help="recipe for media settings and suites when the checkpoint has none")
     r.add_argument("--set", dest="sets", action="append", default=[], metavar="SUITE.KEY=VALUE")
     r.add_argument("--seed", type=int, default=None)
     w = sub.add_parser("watch", help="evaluate every checkpoint of runs/NAME as it appears, once each")
-    w.add_argument("run_dir")
+    w.add_argument("run_dir", help="run folder, e.g. runs/NAME")
+    w.add_argument("--data", default=None, help="built data folder with test_clips.jsonl (default: the folder the "
+                   "run was trained on, else ROOT/data/RECIPE)")
+    add_root_argument(w)
     w.add_argument("--once", action="store_true", help="evaluate what is there now and exit")
-    w.add_argument("--suites", default=None)
-    w.add_argument("--set", dest="sets", action="append", default=[], metavar="SUITE.KEY=VALUE")
-    w.add_argument("--interval", type=float, default=30.0, help="seconds between scans")
-    w.add_argument("--timeout", type=float, default=None, help="stop waiting after this many seconds")
+    w.add_argument("--suites", default=None, help="comma list (default: the recipe's eval section)")
+    w.add_argument("--set", dest="sets", action="append", default=[], metavar="SUITE.KEY=VALUE",
+                   help="override a suite option (repeatable), e.g. thud.limit=8")
+    w.add_argument("--interval", type=finite_arg, default=30.0, help="seconds between scans")
+    w.add_argument("--timeout", type=finite_arg, default=None, help="stop waiting after this many seconds")
     w.add_argument("--no-base", action="store_true", help="do not evaluate the base backbone as step 0")
     m = sub.add_parser("metrics", help="print a suite's metrics from a predictions JSONL, as JSON")
     m.add_argument("suite", choices=["thud"])
@@ -35,50 +43,73 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def band_edges(text: str) -> list[float]:
+    """``--bands 0.5,1,2`` -> [0.5, 1.0, 2.0]. Raises ValueError unless finite, positive and increasing."""
+    from recipes.cli import finite_float
+
+    edges = [finite_float(x, "--bands") for x in text.split(",")]
+    if any(e <= 0 for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"--bands {text!r}: band edges are seconds > 0 in increasing order, e.g. 0.5,1,2")
+    return edges
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; expected failures print one line and return 2."""
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "metrics":
-            from eval.thud.metrics import DEFAULT_BAND_EDGES, compute_metrics, read_predictions
+    return guarded(lambda: _run(args), getattr(args, "root", None))
 
-            edges = [float(x) for x in args.bands.split(",")] if args.bands else DEFAULT_BAND_EDGES
-            print(json.dumps(compute_metrics(read_predictions(args.predictions), edges), indent=1))
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "metrics":
+        from eval.thud.metrics import DEFAULT_BAND_EDGES, compute_metrics, read_predictions
+        from recipes.io import dumps_json
+
+        edges = band_edges(args.bands) if args.bands else DEFAULT_BAND_EDGES
+        print(dumps_json(compute_metrics(read_predictions(args.predictions), edges), indent=1))
+        return 0
+    if args.command == "suites":
+        from eval.suites import SUITES
+
+        print("\n".join(sorted(SUITES)))
+        return 0
+    from eval.runner import check_suite_names, parse_sets
+
+    suites = [s.strip() for s in args.suites.split(",") if s.strip()] if args.suites else None
+    check_suite_names([*(suites or []), *parse_sets(args.sets)])
+    if args.command == "run":
+        from eval.checkpoint import checkpoint_recipe
+        from eval.runner import evaluate_checkpoint, resolve_data, suite_plan
+        from recipes.paths import check_name, project_root
+        from recipes.schema import load_recipe
+
+        ck = Path(args.checkpoint)
+        recipe = (checkpoint_recipe(ck) if ck.is_dir() else None) or (load_recipe(args.recipe) if args.recipe
+                                                                      else None)
+        data = resolve_data(recipe, args.data, ck)
+        if data is not None:
+            print(f"[eval] data {data}", file=sys.stderr)
+        plan = suite_plan(recipe, suites, args.sets, data_dir=data)
+        if not plan:
+            raise ValueError("no suites to run: pass --suites thud[,...] or a recipe with an eval section")
+        out = Path(args.out) if args.out else (
+            ck / "eval" if ck.is_dir() else project_root() / "eval_out" / check_name(ck.name, "checkpoint name"))
+        res = evaluate_checkpoint(args.checkpoint, plan, out, recipe=recipe, seed=args.seed)
+        if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: process 0 reports
             return 0
-        if args.command == "suites":
-            from eval.suites import SUITES
+        for name, r in res["suites"].items():
+            print(f"{name}: {r.get('status')}" + (f" ({r['reason']})" if r.get("reason") else ""))
+        print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
+        return 1 if any(r.get("status") == "error" for r in res["suites"].values()) else 0
+    if args.command == "watch":
+        from eval.runner import watch
 
-            print("\n".join(sorted(SUITES)))
-            return 0
-        suites = [s.strip() for s in args.suites.split(",") if s.strip()] if args.suites else None
-        if args.command == "run":
-            from eval.checkpoint import checkpoint_recipe
-            from eval.runner import evaluate_checkpoint, suite_plan
-            from recipes.schema import load_recipe
-
-            ck = Path(args.checkpoint)
-            recipe = (checkpoint_recipe(ck) if ck.is_dir() else None) or (load_recipe(args.recipe) if args.recipe
-                                                                          else None)
-            plan = suite_plan(recipe, suites, args.sets)
-            if not plan:
-                raise ValueError("no suites to run: pass --suites thud[,...] or a recipe with an eval section")
-            out = Path(args.out) if args.out else (ck / "eval" if ck.is_dir() else Path("eval_out") / ck.name)
-            res = evaluate_checkpoint(args.checkpoint, plan, out, recipe=recipe, seed=args.seed)
-            if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: process 0 reports
-                return 0
-            for name, r in res["suites"].items():
-                print(f"{name}: {r.get('status')}" + (f" ({r['reason']})" if r.get("reason") else ""))
-            print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
-            return 1 if any(r.get("status") == "error" for r in res["suites"].values()) else 0
-        if args.command == "watch":
-            from eval.runner import watch
-
-            entries = watch(args.run_dir, suites=suites, sets=args.sets, once=args.once, interval_s=args.interval,
-                            timeout_s=args.timeout, include_base=not args.no_base)
-            print(f"evaluated {len(entries)} checkpoint(s); wrote {Path(args.run_dir) / 'report.md'}")
-            return 1 if any(r.get("status") == "error" for _, e in entries for r in e["suites"].values()) else 0
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        entries = watch(args.run_dir, suites=suites, sets=args.sets, once=args.once, interval_s=args.interval,
+                        timeout_s=args.timeout, include_base=not args.no_base, data=args.data)
+        if not entries:
+            raise ValueError(f"{args.run_dir}: no checkpoint to evaluate and no recipe named "
+                             f"{Path(args.run_dir).name!r} (train first, or pass the run folder of a recipe)")
+        print(f"evaluated {len(entries)} checkpoint(s); wrote {Path(args.run_dir) / 'report.md'}")
+        return 1 if any(r.get("status") == "error" for _, e in entries for r in e["suites"].values()) else 0
     return 0
 
 

@@ -27,6 +27,53 @@ class LoadedCheckpoint:
     kind: str  # tiny | folder | adapter
 
 
+class CheckpointError(ValueError):
+    """A checkpoint folder whose files cannot be what they claim (cut short, not JSON); names the file."""
+
+
+def check_safetensors(path: Path) -> None:
+    """Check a ``.safetensors`` file is complete without loading it: its header parses and every tensor's byte range
+    lies inside the file (a copy or download cut short fails here, naming the file, instead of deep in a loader).
+
+    Raises:
+        CheckpointError
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        try:
+            if n < 2 or 8 + n > size:
+                raise ValueError("header length does not fit the file")
+            header = json.loads(fh.read(n))
+            ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: not a complete safetensors file ({exc}); copy or save it again") from None
+    if 8 + n + max(ends, default=0) > size:
+        raise CheckpointError(f"{path}: cut short ({size} bytes, its header needs {8 + n + max(ends)}); copy or save "
+                              "it again")
+
+
+def check_checkpoint_files(folder: Path) -> None:
+    """Refuse a checkpoint folder whose weights are truncated or whose ``adapter_config.json`` is not a JSON object
+    naming its base, with the file and what is wrong.
+
+    Raises:
+        CheckpointError
+    """
+    for f in sorted(folder.glob("*.safetensors")):
+        check_safetensors(f)
+    cfg = folder / "adapter_config.json"
+    if cfg.is_file():
+        try:
+            data = json.loads(cfg.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{cfg}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("base_model_name_or_path"), str):
+            raise CheckpointError(f"{cfg}: base_model_name_or_path: missing or not a string; it names the model "
+                                  "the adapter was trained on")
+
+
 def checkpoint_recipe(path: str | Path):
     """The resolved recipe saved with a checkpoint (``recipe.yaml``), or None."""
     from recipes.schema import load_recipe
@@ -48,6 +95,7 @@ def _adapter_base(folder: Path) -> str:
     """
     from train.backbones import is_tiny
 
+    check_checkpoint_files(folder)
     base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"]
     if is_tiny(base) or Path(base).is_dir():
         return base
@@ -92,6 +140,8 @@ def load_checkpoint(path: str | Path, *, recipe=None, dtype: Any = None, device_
 
     name = str(path)
     folder = Path(name)
+    if folder.is_dir():
+        check_checkpoint_files(folder)
     saved = checkpoint_recipe(folder) if folder.is_dir() else None
     recipe = saved or recipe
     media = recipe.media if recipe is not None else MediaSettings()

@@ -1,7 +1,8 @@
 """What a suite gets to run with: the loaded checkpoint, the media settings, its options, and a prediction cache.
 
-The cache keys each prediction by checkpoint content, suite, item and settings, so an interrupted evaluation
-resumes where it stopped and a repeated one costs nothing.
+The cache keys each prediction by checkpoint content, suite, item, settings and the item's inputs (the identity of
+its media files, the exact intervention and prompt), so an interrupted evaluation resumes where it stopped, a
+repeated one costs nothing, and a changed input is never answered from the cache.
 """
 
 from __future__ import annotations
@@ -30,6 +31,32 @@ def checkpoint_fingerprint(path: str | Path) -> str:
     if stamp not in _FINGERPRINTS:
         _FINGERPRINTS[stamp] = _hash_files(path, files)
     return _FINGERPRINTS[stamp]
+
+
+_MEDIA_IDS: dict[tuple, str] = {}
+# Enough bytes from each end to tell two encodes apart; with the size this identifies a media file without reading
+# gigabytes of clips on every evaluation.
+_EDGE = 1 << 20
+
+
+def media_identity(path: str | Path) -> str:
+    """Content identity of a media file, independent of its path: size + SHA-256 of its first and last MiB (whole
+    file when smaller). ``"missing"`` when it does not exist (the suite then fails on it by name)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    stamp = (str(path.absolute()), st.st_size, st.st_mtime_ns)
+    if stamp not in _MEDIA_IDS:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            h.update(fh.read(_EDGE))
+            if st.st_size > 2 * _EDGE:
+                fh.seek(-_EDGE, os.SEEK_END)
+            h.update(fh.read())
+        _MEDIA_IDS[stamp] = f"{st.st_size}:{h.hexdigest()[:16]}"
+    return _MEDIA_IDS[stamp]
 
 
 def _hash_files(path: Path, files: list[Path]) -> str:
@@ -104,14 +131,16 @@ class EvalContext:
     # Data-parallel evaluation (accelerate): this process computes the items whose index % world == rank.
     shard: tuple[int, int] = (0, 1)
 
-    def key(self, suite: str, item_id: str, settings: dict) -> str:
-        """The cache key of one item's prediction under ``settings``."""
-        return PredictionCache.key(self.fingerprint, suite, item_id, settings, self.media.model_dump())
+    def key(self, suite: str, item_id: str, settings: dict, inputs: Any = None) -> str:
+        """The cache key of one item's prediction under ``settings``; ``inputs`` is what the prediction is computed
+        from (e.g. :func:`media_identity` of its files and its record), so a changed input gets a new key."""
+        parts = [self.fingerprint, suite, item_id, settings, self.media.model_dump()]
+        return PredictionCache.key(*parts, *([inputs] if inputs is not None else []))
 
-    def lookup(self, suite: str, item_id: str, settings: dict) -> Any | None:
+    def lookup(self, suite: str, item_id: str, settings: dict, inputs: Any = None) -> Any | None:
         """The cached prediction, or None when it has not been computed (by this or another shard)."""
-        return self.cache.peek(self.key(suite, item_id, settings))
+        return self.cache.peek(self.key(suite, item_id, settings, inputs))
 
-    def cached(self, suite: str, item_id: str, settings: dict, compute: Callable[[], Any]) -> Any:
+    def cached(self, suite: str, item_id: str, settings: dict, compute: Callable[[], Any], inputs: Any = None) -> Any:
         """The prediction for one item under ``settings``, from the cache or computed and stored."""
-        return self.cache.get_or_compute(self.key(suite, item_id, settings), compute)
+        return self.cache.get_or_compute(self.key(suite, item_id, settings, inputs), compute)

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from eval.context import EvalContext, PredictionCache
 from eval.suites import SUITES, get_suite
+from recipes import io
 from recipes.media import MediaSettings
 
 CACHE_DIR = "cache"
@@ -27,6 +26,8 @@ def parse_sets(assignments: Iterable[str]) -> dict[str, dict[str, Any]]:
     Raises:
         ValueError: an assignment without ``suite.key=``.
     """
+    from recipes.schema import parse_value
+
     out: dict[str, dict[str, Any]] = {}
     for a in assignments:
         if "=" not in a or "." not in a.split("=", 1)[0]:
@@ -36,7 +37,7 @@ def parse_sets(assignments: Iterable[str]) -> dict[str, dict[str, Any]]:
         node = out.setdefault(suite, {})
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = yaml.safe_load(value) if value.strip() else ""
+        node[path[-1]] = parse_value(value, "--set", key.strip())
     return out
 
 
@@ -47,13 +48,55 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def recorded_data(path: str | Path) -> Path | None:
+    """The data folder a run was trained on (``data`` in its stages' ``started.json``), given a checkpoint, a stage
+    or a run folder; None when nothing was recorded."""
+    path = Path(path)
+    for f in (path.parent / "started.json", path / "started.json", *sorted(path.glob("*/started.json"))):
+        try:
+            data = json.loads(f.read_text(encoding="utf-8")).get("data")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if data:
+            return Path(data)
+    return None
+
+
+def resolve_data(recipe=None, data: str | Path | None = None, origin: str | Path | None = None) -> Path | None:
+    """The built data folder eval reads (held-out clips, benchmark items), by the rule build and train share: an
+    explicit ``--data``, else the folder the run in ``origin`` was trained on, else ``<project root>/data/<recipe>``
+    (:mod:`recipes.paths`). None without a recipe."""
+    from recipes.paths import data_dir
+
+    if data is not None:
+        return Path(data).absolute()
+    recorded = recorded_data(origin) if origin is not None and Path(origin).is_dir() else None
+    if recorded is not None:
+        return recorded
+    return data_dir(recipe.name) if recipe is not None else None
+
+
+def check_suite_names(names: Iterable[str]) -> None:
+    """Refuse suite names that are not registered (a typo must not pass as an empty evaluation).
+
+    Raises:
+        ValueError: naming the unknown suites and the known ones.
+    """
+    unknown = sorted(set(names) - set(SUITES))
+    if unknown:
+        raise ValueError(f"unknown suite(s) {', '.join(unknown)}; known: {', '.join(sorted(SUITES))}")
+
+
 def suite_plan(recipe=None, suites: Iterable[str] | None = None, sets: Iterable[str] = (),
-               data_root: str | Path = "data") -> dict[str, dict[str, Any]]:
+               data_root: str | Path | None = None, data_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Which suites to run with which options: the recipe's ``eval`` section, narrowed by ``suites`` when given,
-    with ``--set`` overrides on top. Defaults for what the data builder writes: thud's ``annotations`` is
-    ``data/<recipe>/test_clips.jsonl`` when that file exists; spectrogram_mcq's ``items`` is the recipe's built
-    benchmark (``data.spectrogram_mcq``), so a recipe never states that path twice."""
+    with ``--set`` overrides on top. Defaults for what the data builder writes: thud's ``annotations`` is the built
+    folder's ``test_clips.jsonl`` when that file exists; spectrogram_mcq's ``items`` is the recipe's built
+    benchmark (``data.spectrogram_mcq``), so a recipe never states that path twice. The built folder is
+    ``data_dir``, else ``data_root/<recipe>``, else :func:`resolve_data`'s default."""
     plan: dict[str, dict[str, Any]] = {}
+    if recipe is not None and data_dir is None:
+        data_dir = Path(data_root) / recipe.name if data_root is not None else resolve_data(recipe)
     if recipe is not None:
         for name, s in recipe.eval.suites.items():
             if s.enabled:
@@ -64,12 +107,12 @@ def suite_plan(recipe=None, suites: Iterable[str] | None = None, sets: Iterable[
         if name in plan:
             plan[name] = _merge(plan[name], opts)
     if "thud" in plan and recipe is not None and "annotations" not in plan["thud"]:
-        default = Path(data_root) / recipe.name / "test_clips.jsonl"
+        default = Path(data_dir) / "test_clips.jsonl"
         if default.is_file():
             plan["thud"]["annotations"] = str(default.resolve())
     bench = recipe.data.spectrogram_mcq if recipe is not None else None
     if "spectrogram_mcq" in plan and bench is not None and "items" not in plan["spectrogram_mcq"]:
-        plan["spectrogram_mcq"]["items"] = str(bench.items_path(Path(data_root) / recipe.name).resolve())
+        plan["spectrogram_mcq"]["items"] = str(bench.items_path(Path(data_dir)).resolve())
     return plan
 
 
@@ -107,9 +150,38 @@ def eval_dtype(recipe=None) -> str:
     return "fp32"
 
 
+def _file_inputs(path: Path) -> str:
+    """Identity of an input file and of the media files its JSONL rows name (relative to it, or absolute)."""
+    import hashlib
+
+    from eval.context import media_identity
+
+    raw = path.read_bytes()
+    h = hashlib.sha256(raw)
+    if path.suffix == ".jsonl":
+        for line in raw.decode("utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            for value in (row.values() if isinstance(row, dict) else ()):
+                if isinstance(value, str) and 0 < len(value) < 4096 and "\x00" not in value:
+                    media = path.parent / value
+                    if media.suffix and media.is_file():
+                        h.update(f"{value}={media_identity(media)}".encode())
+    return h.hexdigest()[:16]
+
+
+def plan_inputs(plan: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Identity of every input file a plan's options name (annotations, items, sync sets) and of the media files
+    they list: part of a result's settings, so ``eval watch`` evaluates again when an input changes."""
+    return {f"{suite}.{k}": _file_inputs(Path(v)) for suite, opts in plan.items() for k, v in sorted(opts.items())
+            if isinstance(v, str) and 0 < len(v) < 4096 and "\x00" not in v and Path(v).is_file()}
+
+
 def _settings(fingerprint: str, media, plan: dict, seed: int, dtype: str) -> dict:
     return {"fingerprint": fingerprint, "dtype": dtype, "media": media.model_dump(mode="json"), "seed": seed,
-            "suites": plan}
+            "suites": plan, "inputs": plan_inputs(plan)}
 
 
 def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]], out_dir: str | Path, *,
@@ -161,14 +233,13 @@ def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]],
                     cache = PredictionCache(own, also_read=tuple(sorted(cache_dir.glob("predictions*.jsonl"))))
                     res = get_suite(name)(context(cache, (0, 1)))
             res = {"status": "ok", **res, "cache": {"hits": cache.hits, "misses": cache.misses}}
+            io.dumps_json(res)  # a NaN metric fails this suite by name, not the results.json of all of them
         except Exception as exc:  # reported per suite; the CLI exits non-zero when any suite errs
             res = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
         results["suites"][name] = res
     if dist.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / "results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
-        tmp.replace(out_dir / "results.json")
+        io.write_json(out_dir / "results.json", results, indent=1)
         write_report(results, out_dir)
     dist.barrier()
     return results
@@ -216,10 +287,12 @@ def _done(out_dir: Path, settings: dict) -> dict | None:
 
 def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Iterable[str] = (), once: bool = False,
           interval_s: float = 30.0, timeout_s: float | None = None, include_base: bool = True,
-          log=print) -> list[tuple[str, dict]]:
+          log=print, data: str | Path | None = None) -> list[tuple[str, dict]]:
     """Evaluate every checkpoint of ``runs/NAME`` once (the base backbone first, as step 0), waiting for new ones
     until every stage has finished (``stage.json``) unless ``once``. Rewrites ``run_dir/report.md`` after each.
 
+    Held-out data come from :func:`resolve_data` (``data``, else the folder the run was trained on). A checkpoint
+    whose results were computed from other inputs (annotations, clips, options) is evaluated again.
     Returns:
         (label, results) per evaluated checkpoint, in training order.
     Raises:
@@ -231,7 +304,9 @@ def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Ite
 
     run_dir = Path(run_dir)
     if once and not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no such run folder (train first: python -m train recipes/NAME.yaml)")
+        from recipes.paths import command
+
+        raise FileNotFoundError(f"{run_dir}: no such run folder (train first: `{command('train ' + run_dir.name)}`)")
     started = time.monotonic()
     while True:
         recipe = run_recipe_of(run_dir) if run_dir.is_dir() else None
@@ -244,7 +319,7 @@ def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Ite
         for label, ck, out in targets:
             rec = checkpoint_recipe(ck) if Path(ck).is_dir() else None
             rec = rec or recipe
-            plan = suite_plan(rec, suites, sets)
+            plan = suite_plan(rec, suites, sets, data_dir=resolve_data(rec, data, run_dir) if rec else None)
             fp = checkpoint_identity(ck)
             seed = rec.seed if rec is not None else 0
             media = rec.media if rec is not None else MediaSettings()

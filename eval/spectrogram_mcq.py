@@ -82,6 +82,14 @@ def predict(ctx: EvalContext, item: SpectrogramItem, root: Path, cond: Condition
     return {"pred": scores.best(normalise), "logprob": list(scores.logprob), "n_tokens": list(scores.n_tokens)}
 
 
+def item_inputs(item: SpectrogramItem, root: Path) -> dict:
+    """What a prediction is computed from: the item record (options, answer) and its media files' content."""
+    from eval.context import media_identity
+
+    files = {k: media_identity(root / getattr(item, k)) for k in ("audio", "spectrogram", "combined")}
+    return {"item": item.model_dump(mode="json", exclude={"split"}), "files": files}
+
+
 def summarise(items: list[SpectrogramItem], preds: list[int | None]) -> dict[str, Any]:
     """Accuracy (n, Wilson 95% interval), mean PED of the selected option and of a uniformly random pick.
 
@@ -133,10 +141,12 @@ def run(ctx: EvalContext) -> dict:
             settings = {"condition": cond.name, "normalise": normalise, "prompt_version": 1}
             preds: list[int | None] = []
             for i, item in enumerate(items):
+                inputs = item_inputs(item, root)
                 if i % world == rank:
-                    value = ctx.cached(SUITE, item.id, settings, lambda: predict(ctx, item, root, cond, normalise))
+                    value = ctx.cached(SUITE, item.id, settings, lambda: predict(ctx, item, root, cond, normalise),
+                                       inputs)
                 else:  # another data-parallel process computes it; use it when it is already there
-                    value = ctx.lookup(SUITE, item.id, settings)
+                    value = ctx.lookup(SUITE, item.id, settings, inputs)
                 preds.append(None if value is None else int(value["pred"]))
                 if value is not None:
                     rows.append({"id": item.id, "section": section, "condition": cond.name, "pred": value["pred"],

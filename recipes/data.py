@@ -1,7 +1,8 @@
 """The recipe's ``data`` section: where the inputs are, how interventions are drawn, exact counts per source for SFT
 and DPO, and the held-out test split. Read by ``python -m data_builders build`` (:mod:`data_builders.build`).
 
-Paths are relative to the recipe file's folder, else to the repository root (absolute paths are taken as given).
+Input paths are relative to the recipe file's folder, else to the project root (``recipes.paths``: the current
+directory unless ``--root``/``HARKEN_ROOT`` says otherwise); absolute paths are taken as given.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from recipes.paths import is_inside, project_root
 
 # Source names of training.md's table. ``self_sampled`` is not here: the trainer builds it from the SFT set.
 # ``spectrogram_mcq`` is the image source of the spectrogram benchmark's finetuning (spectrogram_mcq.md).
@@ -25,7 +26,7 @@ IMAGE_SOURCES = ("spectrogram_mcq",)  # rows of images + text, no clip: a datase
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SynthInput(_Section):
@@ -71,7 +72,7 @@ class SpectrogramMCQInput(_Section):
     images): its train split feeds ``sft: {spectrogram_mcq: N}``, its test split the ``spectrogram_mcq`` eval suite."""
 
     words: int = Field(4068, ge=8, description="lexicon words, most frequent first (4,068 = the paper's benchmark)")
-    folder: str | None = Field(None, description="build here (relative to the repository root) instead of "
+    folder: str | None = Field(None, description="build here (relative to the project root) instead of "
                                "<data dir>/spectrogram_mcq, e.g. one copy shared by a recipe and its ablations")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of option sets held out (split by word)")
     workers: int = Field(2, ge=1, description="rendering processes")
@@ -79,8 +80,16 @@ class SpectrogramMCQInput(_Section):
     def items_path(self, data_dir: str | Path) -> Path:
         """``items.jsonl`` of this benchmark for a recipe whose data folder is ``data_dir`` (``data/<recipe>``):
         where ``data_builders build`` writes it and where the ``spectrogram_mcq`` suite looks by default."""
-        folder = Path(data_dir) / "spectrogram_mcq" if self.folder is None else REPO_ROOT / self.folder
+        folder = Path(data_dir) / "spectrogram_mcq" if self.folder is None else project_root() / self.folder
         return folder / "items.jsonl"
+
+    @field_validator("folder")
+    @classmethod
+    def _inside_root(cls, folder: str | None) -> str | None:
+        # The build writes into this folder: it must stay under the project root whatever the recipe says.
+        if folder is not None and (Path(folder).is_absolute() or not is_inside(Path("/r") / folder, "/r")):
+            raise ValueError(f"{folder!r}: give a folder relative to the project root, without '..'")
+        return folder
 
 
 class ShiftSettings(_Section):
@@ -105,6 +114,8 @@ class DataSection(_Section):
     """Inputs, intervention ranges, per-source counts and the test split (see module docstring)."""
 
     annotations: list[str] = Field(default_factory=list, description="annotation JSONL files (contracts.md)")
+    media_roots: list[str] = Field(default_factory=list, description="folders outside an annotation file's folder "
+                                   "that its video paths may point into (absolute, or relative to the recipe)")
     transition_times: list[TransitionTimesInput] = Field(default_factory=list)
     synth: SynthInput | None = None
     finevideo: list[str] = Field(default_factory=list,

@@ -20,7 +20,7 @@ class MediaSettings(BaseModel):
     the video) with a small pixel budget that suits CPU tests; real recipes raise ``max_pixels``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     fps: float = Field(2.0, gt=0, description="frames sampled per second of video")
     max_frames: int = Field(32, ge=2, description="frame cap; longer clips are sampled uniformly down to this")

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from recipes.data import DataSection
 from recipes.media import MediaSettings
+from recipes.paths import check_name
 from recipes.training import TrainingSections
 
 RECIPES_DIR = Path(__file__).resolve().parent
@@ -35,13 +36,19 @@ class RecipeError(ValueError):
 class Recipe(TrainingSections):
     """A whole recipe. ``name`` defaults to the file's stem; runs go to ``runs/<name>``, data to ``data/<name>``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     description: str = ""
     seed: int = Field(0, description="one seed for data sampling, answer phrasing, shuffles and training")
     media: MediaSettings = MediaSettings()
     data: DataSection = DataSection()
+    _source: str | None = PrivateAttr(None)  # the file it was loaded from (for commands printed in messages)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:
+        return check_name(name, "recipe name")  # it becomes data/<name> and runs/<name>
 
     def hash(self) -> str:
         """Content hash of the resolved recipe (what manifests and caches key on)."""
@@ -59,20 +66,60 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (first on line {seen[key] + 1}); keep one",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str):
+    """Parse YAML text with the recipe rules (safe types only, no duplicate keys). Raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def parse_value(value: str, file: str | Path, key: str):
+    """A ``--set`` value parsed as YAML (``3``, ``1e-4``, ``[a, b]``, ``null``; empty = empty string).
+
+    Raises:
+        RecipeError: the value is not valid YAML, naming the key.
+    """
+    if not value.strip():
+        return ""
+    try:
+        return parse_yaml(value)
+    except yaml.YAMLError as exc:
+        raise RecipeError(file, key, f"--set value {value!r} is not valid YAML ({' '.join(str(exc).split())}); "
+                          "quote text values, "
+                          "e.g. --set key='a: b'") from None
+
+
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if path in chain:
         raise RecipeError(path, "extends", "circular extends: " + " -> ".join(str(p) for p in (*chain, path)))
     if not path.is_file():
         raise RecipeError(path, "<file>", "recipe file does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise RecipeError(path, "<yaml>", f"not valid YAML ({exc})") from exc
+        raise RecipeError(path, "<yaml>", f"not valid YAML ({' '.join(str(exc).split())})") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(path, "<file>", f"not UTF-8 text (byte {exc.start})") from None
     if not isinstance(raw, dict):
         raise RecipeError(path, "<root>", "a recipe must be a mapping of sections")
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
+    if not isinstance(parent, str) or not parent.strip():
+        raise RecipeError(path, "extends", f"must be the base recipe's file name (a string), got {parent!r}")
     parent_path = (path.parent / parent).resolve()
     if not parent_path.suffix:
         parent_path = parent_path.with_suffix(".yaml")
@@ -97,7 +144,7 @@ def _apply_override(tree: dict, assignment: str, file: Path) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, (dict, list)):
             raise RecipeError(file, key, f"'{part}' is a value, not a section")
-    parsed = yaml.safe_load(value) if value.strip() else ""
+    parsed = parse_value(value, file, key)
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
@@ -130,11 +177,15 @@ def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Reci
     for assignment in overrides:
         _apply_override(tree, assignment, path)
     try:
-        return Recipe.model_validate(tree)
+        recipe = Recipe.model_validate(tree)
+        recipe._source = str(path.resolve())
+        return recipe
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
-        msg = err.get("msg", "invalid")
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        if err.get("type") == "finite_number":
+            msg = f"{err.get('input')!r} is not a finite number"
         if err.get("type") == "extra_forbidden":
             msg = "unknown key (check its spelling against the schema in recipes/)"
         raise RecipeError(path, key, msg) from exc
@@ -142,7 +193,9 @@ def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Reci
 
 def dump_recipe(recipe: Recipe, path: str | Path) -> None:
     """Write the resolved recipe as YAML (checkpoints keep a copy of what produced them)."""
-    Path(path).write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    from recipes.io import write_text
+
+    write_text(path, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
 
 
 def recipe_dict(recipe: Recipe) -> dict[str, Any]:

@@ -36,7 +36,7 @@ TOWERS = Literal["language_model", "audio_tower", "visual"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LoraSettings(_Section):
@@ -227,7 +227,7 @@ class WandbSettings(_Section):
 class TrainingSections(BaseModel):
     """Fields of a recipe that the trainer reads; :class:`recipes.schema.Recipe` inherits them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     backbone: str = Field("tiny-qwen2.5-omni", description="hub id, local folder, or a reserved tiny name")
     precision: Literal["auto", "bf16", "fp32"] = Field(

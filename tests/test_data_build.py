@@ -19,10 +19,11 @@ DPO = {"ctp": 9, "orig_sync": 2, "mute": 3, "swap": 3}
 SFT = {"ctp": 6, "mute": 2, "swap": 2}
 
 
-def _recipe(folder: Path, ann: Path, extra: str = "") -> Path:
+def _recipe(folder: Path, ann: Path, extra: str = "", roots: tuple[Path, ...] = ()) -> Path:
     path = folder / "r.yaml"
     path.write_text(
         f"# Run: python -m data_builders build {path}\nseed: 3\ndata:\n  annotations: [{ann}]\n"
+        f"  media_roots: {json.dumps([str(r) for r in roots])}\n"
         "  shift: {bands: [[0.3, 0.6]]}\n"
         f"  sft: {json.dumps(SFT)}\n  dpo: {json.dumps(DPO)}\n{extra}", encoding="utf-8")
     return path
@@ -52,7 +53,7 @@ def mixed(tmp_path_factory, synth_dir):
         {**good[2], "id": "bad_late_ann", "t_visual": 99.0, "t_audio": 99.0, "split": "train"},
     ]
     ann = write_annotations(root / "ann.jsonl", good[:2] + bad[:3] + good[2:] + bad[3:])
-    recipe = _recipe(root, ann)
+    recipe = _recipe(root, ann, roots=(synth_dir,))  # the good clips live in the synth folder
     out = root / "built"
     res = build(recipe, out=out, progress=False)
     return root, recipe, out, res, ann
@@ -177,7 +178,7 @@ def test_a_source_without_input_says_what_to_do(tmp_path, synth_dir):
     ann = write_annotations(tmp_path / "one.jsonl", [
         {**json.loads((synth_dir / "annotations.jsonl").read_text().splitlines()[0]),
          "video": str((synth_dir / "videos/synth_1_00000.mp4").resolve()), "split": "train"}])
-    recipe = _recipe(tmp_path, ann)
+    recipe = _recipe(tmp_path, ann, roots=(synth_dir,))
     with pytest.raises(BuildError, match="swap"):
         build(recipe, out=tmp_path / "o", progress=False)
 

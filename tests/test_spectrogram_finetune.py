@@ -124,9 +124,10 @@ def test_an_omni_thinker_finetunes_on_the_same_image_rows(finetuned, tiny_backbo
 
 def test_the_suite_reads_the_benchmark_the_recipe_builds():
     """Recipes name the benchmark once (data.spectrogram_mcq); eval finds it where the data builder writes it."""
-    from recipes.data import REPO_ROOT
     from eval.runner import suite_plan
+    from recipes.paths import project_root
 
+    REPO_ROOT = project_root()  # the rule: relative to the current directory (pytest runs from the repository)
     for name, folder in (("demo", "data/demo/spectrogram_mcq"), ("ours10k", "data/spectrogram_mcq"),
                          ("dpo_ctp", "data/spectrogram_mcq"),
                          ("spectrogram_mcq_ft_tiny", "data/spectrogram_mcq_ft_tiny/spectrogram_mcq")):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from recipes.cli import add_root_argument, guarded
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, load and validate the recipe, run its stages; returns the exit code."""
@@ -17,23 +19,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipe", help="recipes/NAME.yaml, NAME.yaml or NAME")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a recipe field (repeatable), e.g. --set stages.dpo.max_steps=10")
-    parser.add_argument("--runs", default="runs", help="parent folder of runs/NAME (default: runs)")
+    parser.add_argument("--runs", default=None, help="parent folder of runs/NAME (default: ROOT/runs)")
     parser.add_argument("--data", default=None, help="folder with the built sft/ and dpo/ datasets "
-                                                     "(default: data/NAME)")
+                                                     "(default: ROOT/data/NAME)")
+    add_root_argument(parser)
     args = parser.parse_args(argv)
 
-    from recipes.schema import RecipeError, load_recipe
-    from train.runtime import TrainingSetupError
-
-    try:
-        recipe = load_recipe(args.recipe, args.overrides)
+    def run() -> int:
+        from recipes.schema import load_recipe
         from train.pipeline import run_recipe
 
+        recipe = load_recipe(args.recipe, args.overrides)
         run_recipe(recipe, runs_root=args.runs, data_root=args.data)
-    except (RecipeError, TrainingSetupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return guarded(run, args.root)
 
 
 if __name__ == "__main__":

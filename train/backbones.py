@@ -10,12 +10,18 @@ touches the network.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CACHE = Path(os.environ.get("HARKEN_CACHE", ".cache")) / "backbones"
+
+
+def backbone_cache() -> Path:
+    """Where tiny backbones are built: ``<cache>/backbones`` (:func:`recipes.paths.cache_dir`: ``$HARKEN_CACHE``,
+    else ``<project root>/.cache``), read when called so ``--root`` applies."""
+    from recipes.paths import cache_dir
+
+    return cache_dir() / "backbones"
 
 
 @dataclass(frozen=True)
@@ -222,7 +228,7 @@ def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int 
     if name not in TINY_BACKBONES:
         raise KeyError(f"{name!r} is not a tiny backbone; choose one of {sorted(TINY_BACKBONES)}")
     family = TINY_BACKBONES[name]
-    out = Path(out_dir) if out_dir is not None else DEFAULT_CACHE / name
+    out = Path(out_dir) if out_dir is not None else backbone_cache() / name
     tokenizer = _build_tokenizer(family)
     processor = _build_processor(family, tokenizer)
     config = _tiny_config(family, tokenizer)
@@ -237,19 +243,14 @@ def save_tiny(model, processor, tokenizer, name: str, out: Path) -> Path:
     Written to a sibling ``.tmp`` folder and renamed, so a build killed half-way never leaves a folder that
     ``resolve_backbone`` would take for a finished backbone.
     """
-    import shutil
+    from recipes.io import staged_folder
 
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    (tmp / "harken_backbone.txt").write_text(f"{name}\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
+    with staged_folder(out) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "harken_backbone.txt").write_text(f"{name}\n")
     return out
 
 
@@ -279,14 +280,14 @@ def resolve_backbone(name_or_path: str, cache_dir: str | Path | None = None) -> 
         FileNotFoundError: a hub id that is not available offline, with how to provide it.
     """
     if name_or_path in TINY_BACKBONES:
-        folder = (Path(cache_dir) if cache_dir else DEFAULT_CACHE) / name_or_path
+        folder = (Path(cache_dir) if cache_dir else backbone_cache()) / name_or_path
         if not (folder / "config.json").is_file():
             build_tiny_backbone(name_or_path, folder)
         return str(folder)
     if name_or_path in TINY_VLMS:
         from train.vlm import build_tiny_vlm
 
-        folder = (Path(cache_dir) if cache_dir else DEFAULT_CACHE) / name_or_path
+        folder = (Path(cache_dir) if cache_dir else backbone_cache()) / name_or_path
         if not (folder / "config.json").is_file():
             build_tiny_vlm(name_or_path, folder)
         return str(folder)

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 from transformers import TrainerCallback
+
+from recipes.cli import UserError
+from recipes.io import atomic_path, write_text
 
 CSV_COLUMNS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "rewards/chosen", "rewards/rejected",
                "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "entropy",
@@ -35,10 +39,8 @@ def truncate_logs(stage_dir: str | Path, last_step: int) -> None:
     # The end-of-training summary (train_runtime, ...) of an earlier, shorter run goes too: the resumed run writes
     # its own.
     records = [r for r in read_log(stage_dir) if r.get("step", 0) <= last_step and "train_runtime" not in r]
-    with (stage_dir / "log.jsonl").open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r) + "\n")
-    with (stage_dir / "log.csv").open("w", encoding="utf-8", newline="") as fh:
+    write_text(stage_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    with atomic_path(stage_dir / "log.csv") as tmp, tmp.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for r in records:
@@ -67,6 +69,40 @@ class JsonCsvLogger(TrainerCallback):
                 if new:
                     writer.writeheader()
                 writer.writerow(record)
+
+
+class NonFiniteTrainingError(UserError):
+    """Training produced a NaN or infinite loss, gradient norm or weight; the stage stopped before saving it."""
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stop a stage at the first non-finite loss or gradient norm, and before any save whose trainable weights are
+    not finite, naming the stage and step. Raising (not ``should_training_stop``) matters: a stopped Trainer would
+    still save a final checkpoint, and the pipeline would merge and evaluate a NaN model."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def _stop(self, what: str, value, step: int) -> None:
+        raise NonFiniteTrainingError(
+            f"stages.{self.stage}: {what} is {value} at step {step}; the stage stopped without saving or merging it. "
+            f"Lower stages.{self.stage}.learning_rate or max_grad_norm, or check the data")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                self._stop(key, value, state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        # Between steps a loss is only seen every `logging_steps`: check the weights a save is about to write.
+        if not control.should_save or model is None:
+            return
+        import torch
+
+        for name, p in model.named_parameters():
+            if p.requires_grad and p.numel() and not bool(torch.isfinite(p.detach()).all()):
+                self._stop(f"weight {name}", "not finite", state.global_step)
 
 
 class RecipeIntoCheckpoints(TrainerCallback):

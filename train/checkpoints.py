@@ -87,10 +87,9 @@ def read_result(stage_dir: str | Path) -> StageResult | None:
 
 def write_result(stage_dir: str | Path, result: StageResult) -> None:
     """Mark a stage complete (written last, atomically)."""
-    path = Path(stage_dir) / "stage.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(path)
+    from recipes.io import write_text
+
+    write_text(Path(stage_dir) / "stage.json", result.model_dump_json(indent=2))
 
 
 def is_adapter(folder: str | Path) -> bool:
@@ -104,10 +103,9 @@ def export_merged(base: str, adapter_dir: str | Path, out_dir: str | Path, recip
     The base is re-loaded unquantised (bf16 on GPU recipes, fp32 otherwise) so a QLoRA adapter merges into real
     weights, not into dequantised 4-bit ones. Written to a temporary folder first, so a crash leaves no half export.
     """
-    import shutil
-
     from peft import PeftModel
 
+    from recipes.io import staged_folder
     from recipes.schema import dump_recipe
     from train.backbones import load_backbone
 
@@ -119,13 +117,8 @@ def export_merged(base: str, adapter_dir: str | Path, out_dir: str | Path, recip
     unset_hf_deepspeed_config()
     model, processor = load_backbone(base, dtype=dtype)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    merged.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    dump_recipe(recipe, tmp / "recipe.yaml")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.replace(out_dir)
+    with staged_folder(out_dir) as tmp:
+        merged.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        dump_recipe(recipe, tmp / "recipe.yaml")
     return out_dir

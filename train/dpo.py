@@ -19,7 +19,7 @@ from typing import Sequence
 
 from trl import DPOConfig, DPOTrainer
 
-from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints
+from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints, StopOnNonFinite
 from train.collators import DPOCollator
 from train.runtime import StageContext, configure_wandb, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
@@ -62,7 +62,8 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = (), args: DPOConfig |
                                   base_dir=None if pairs is not None else dataset_dir(ctx)),
         processing_class=processor,
         peft_config=lora_config(ctx.recipe, model),
-        callbacks=[JsonCsvLogger(ctx.out_dir), RecipeIntoCheckpoints(ctx.recipe), *callbacks],
+        callbacks=[JsonCsvLogger(ctx.out_dir), StopOnNonFinite(ctx.name), RecipeIntoCheckpoints(ctx.recipe),
+                   *callbacks],
     )
 
 

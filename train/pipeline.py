@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
+from recipes import io
+from recipes.paths import check_name, data_dir, runs_dir
 from recipes.schema import Recipe
 from train.callbacks import truncate_logs
 from train.checkpoints import (StageResult, checkpoint_step, checkpoints, dataset_fingerprint, export_merged,
@@ -55,14 +57,15 @@ def _fingerprints(ctx: StageContext, base_fp: str) -> tuple[str, str]:
     return fingerprint({**common, "settings": compat}), fingerprint(full)
 
 
-def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", data_root: str | Path | None = None,
+def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: str | Path | None = None,
                callbacks: Sequence = (), log: Callable[[str], None] = print) -> list[StageResult]:
     """Run every enabled stage of ``recipe`` into ``runs_root/<recipe>/<stage>/``; returns the stage results.
 
     Args:
         recipe: the loaded recipe.
-        runs_root: parent of the run folder.
-        data_root: folder holding the built ``sft``/``dpo`` datasets (default ``data/<recipe>``).
+        runs_root: parent of the run folder (default ``<project root>/runs``, :mod:`recipes.paths`).
+        data_root: folder holding the built ``sft``/``dpo`` datasets (default ``<project root>/data/<recipe>``);
+            recorded in each stage's ``started.json`` so evaluation reads the same data.
         callbacks: extra ``TrainerCallback`` objects for every stage.
         log: where progress lines go.
     Raises:
@@ -79,8 +82,9 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", data_root: str | 
         raise TrainingSetupError("stages: the recipe has no enabled stage")
     for name, stage in active:  # CUDA-only settings fail before any model is built or loaded
         check_hardware(recipe, name, stage)
-    run_dir = Path(runs_root) / recipe.name
-    data_root = Path(data_root) if data_root is not None else Path("data") / recipe.name
+    run_dir = (Path(runs_root) if runs_root is not None else runs_dir()) / check_name(recipe.name, "recipe name")
+    data_root = Path(data_root).absolute() if data_root is not None else data_dir(recipe.name)
+    log(f"[train] {recipe.name}: data {data_root}, run {run_dir}")
     results: list[StageResult] = []
     prev: StageResult | None = None
     for i, (name, stage) in enumerate(active):
@@ -105,7 +109,7 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", data_root: str | 
         resume = last_checkpoint(ctx.out_dir)
         if main_process:
             ctx.out_dir.mkdir(parents=True, exist_ok=True)
-            started.write_text(json.dumps({"compat": compat, "base": base}, indent=2), encoding="utf-8")
+            io.write_json(started, {"compat": compat, "base": base, "data": str(data_root)})
             if resume is not None:
                 truncate_logs(ctx.out_dir, checkpoint_step(resume))
         barrier()

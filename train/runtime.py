@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recipes.cli import UserError
+from recipes.paths import build_command
 from recipes.schema import Recipe
 from recipes.training import Stage, deepspeed_path
 
 
-class TrainingSetupError(RuntimeError):
+class TrainingSetupError(UserError):
     """A recipe that cannot run on this machine or with these inputs; the message says what to change."""
 
 
@@ -286,8 +288,9 @@ def load_rows(ctx: StageContext):
     folder = dataset_dir(ctx)
     if not (folder / "dataset_info.json").is_file() and not (folder / "state.json").is_file():
         raise TrainingSetupError(
-            f"stages.{ctx.name}.data: no dataset at {folder}; build it with `python -m data_builders build "
-            f"recipes/{ctx.recipe.name}.yaml` or point stages.{ctx.name}.data.path at one")
+            f"stages.{ctx.name}.data: no dataset at {folder}; build it with "
+            f"`{build_command(ctx.recipe.name, ctx.recipe._source, ctx.data_root)}` or point "
+            f"stages.{ctx.name}.data.path at one")
     ds = load_from_disk(str(folder))
     if ctx.stage.data.limit is not None:
         ds = ds.select(range(min(ctx.stage.data.limit, len(ds))))

@@ -125,7 +125,6 @@ def self_sampled_pairs(ctx, model, processor):
         TrainingSetupError: when every answer was right (no pair to train on).
     """
     import json
-    import shutil
 
     from accelerate import PartialState
     from datasets import Dataset, load_from_disk
@@ -171,11 +170,10 @@ def self_sampled_pairs(ctx, model, processor):
                     start=s.start, end=s.end, prompt=s.prompt, meta={**s.meta, "from": s.source}, chosen=s.answer,
                     rejected=r["answer"], chosen_intervention=s.intervention, rejected_intervention=s.intervention))
             if pairs:
-                tmp = folder.with_name(folder.name + ".tmp")
-                if tmp.exists():
-                    shutil.rmtree(tmp)
-                Dataset.from_list([p.model_dump(mode="json") for p in pairs]).save_to_disk(str(tmp))
-                tmp.replace(folder)
+                from recipes.io import staged_folder
+
+                with staged_folder(folder) as tmp:
+                    Dataset.from_list([p.model_dump(mode="json") for p in pairs]).save_to_disk(str(tmp))
         state.wait_for_everyone()
     if not (folder / "state.json").is_file():
         raise TrainingSetupError(f"stages.{ctx.name}.self_sampled: the policy answered every prompt right (see "

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from trl import SFTConfig, SFTTrainer
 
-from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints
+from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints, StopOnNonFinite
 from train.collators import ImageSFTCollator, SFTCollator
 from train.runtime import StageContext, configure_wandb, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
@@ -37,7 +37,8 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = ()) -> SFTTrainer:
         data_collator=collator(processor, ctx.recipe.media, base_dir=dataset_dir(ctx)),
         processing_class=processor,
         peft_config=lora_config(ctx.recipe, model),
-        callbacks=[JsonCsvLogger(ctx.out_dir), RecipeIntoCheckpoints(ctx.recipe), *callbacks],
+        callbacks=[JsonCsvLogger(ctx.out_dir), StopOnNonFinite(ctx.name), RecipeIntoCheckpoints(ctx.recipe),
+                   *callbacks],
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from train.backbones import DEFAULT_CACHE, QWEN25_VL, TINY_VLMS, _build_tokenizer, save_tiny
+from train.backbones import QWEN25_VL, TINY_VLMS, _build_tokenizer, backbone_cache, save_tiny
 
 
 def _processor(tokenizer):
@@ -57,7 +57,7 @@ def build_tiny_vlm(name: str = "tiny-qwen2.5-vl", out_dir: str | Path | None = N
 
     if name not in TINY_VLMS:
         raise KeyError(f"{name!r} is not a tiny vision-language model; choose one of {sorted(TINY_VLMS)}")
-    out = Path(out_dir) if out_dir is not None else DEFAULT_CACHE / name
+    out = Path(out_dir) if out_dir is not None else backbone_cache() / name
     tokenizer = _build_tokenizer(QWEN25_VL)
     processor = _processor(tokenizer)
     torch.manual_seed(seed)

@@ -7,13 +7,14 @@ used here is in :class:`RenderParams` and is written into every item's ``params`
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from recipes.io import atomic_path
 
 INSTALL_HINT = "sudo apt-get install espeak-ng"
 
@@ -71,10 +72,9 @@ def phonemize(words: list[str], voice: str = "en-us") -> list[str]:
 
 def synthesise(word: str, path: Path, params: RenderParams) -> None:
     """Write ``word`` spoken by eSpeak NG to ``path`` (wav, ``params.sr``), atomically."""
-    tmp = path.with_name(path.stem + ".tmp.wav")
-    subprocess.run([espeak_binary(), "-v", params.voice, "-s", str(params.speed_wpm), "-w", str(tmp), word],
-                   check=True, capture_output=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        subprocess.run([espeak_binary(), "-v", params.voice, "-s", str(params.speed_wpm), "-w", str(tmp), word],
+                       check=True, capture_output=True)
 
 
 class Painter:
@@ -92,9 +92,8 @@ class Painter:
         self.ax = self.fig.add_axes(params.axes_rect)
 
     def _save(self, path: Path) -> None:
-        tmp = path.with_name(path.stem + ".tmp.png")
-        self.fig.savefig(tmp, format="png", dpi=self.p.dpi)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            self.fig.savefig(tmp, format="png", dpi=self.p.dpi)
 
     def spectrogram(self, y: np.ndarray, path: Path) -> None:
         """STFT magnitude in dB (ref = clip peak, floor ``-top_db``) as a fixed-scale image."""
@@ -136,9 +135,8 @@ def stack_images(top: Path, bottom: Path, path: Path) -> None:
     out = Image.new("RGB", (max(a.width, b.width), a.height + b.height), "white")
     out.paste(a, (0, 0))
     out.paste(b, (0, a.height))
-    tmp = path.with_name(path.stem + ".tmp.png")
-    out.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        out.save(tmp, format="PNG")
 
 
 _PAINTER: dict[RenderParams, Painter] = {}

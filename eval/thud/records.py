@@ -28,7 +28,7 @@ class PredictionRow(BaseModel):
     """One labelled answer (contracts.md ``metrics thud`` input). Extra fields (mode, raw text, option order, scores)
     are kept and ignored by the metrics."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     source_id: str = Field(min_length=1)
     dimension: Dimension

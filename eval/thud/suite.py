@@ -36,7 +36,7 @@ DIMS_OF: dict[str, tuple[str, ...]] = {"original": DIMENSIONS, **{c: (d,) for d,
 class ThudOptions(BaseModel):
     """The suite's options (recipe ``eval.suites.thud.options`` or ``--set thud.KEY=VALUE``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     annotations: str | None = Field(None, description="annotation JSONL of held-out clips (split: test kept)")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N held-out clips")
@@ -120,7 +120,8 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
     unit = 0
     for item in items:
         spec = item.intervention.model_dump(mode="json", exclude_none=True)
-        spec.pop("donor_video", None)  # a path: the donor's id identifies it, the path may move
+        spec.pop("donor_video", None)  # a path: the donor's file enters the key by content (`inputs`), not by path
+        inputs = item_inputs(item)
         if "closed_set" in opts.modes:
             for dim in dims_of[item.condition]:
                 q = closed_set_question(item.source_id, dim, ctx.seed)
@@ -135,8 +136,8 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
                 owned = unit % world == rank
                 unit += 1
                 item_key = f"{item.item_id}|{dim}|closed_set"
-                value = ctx.cached(SUITE, item_key, settings, compute) if owned else \
-                    ctx.lookup(SUITE, item_key, settings)
+                value = ctx.cached(SUITE, item_key, settings, compute, inputs) if owned else \
+                    ctx.lookup(SUITE, item_key, settings, inputs)
                 if value is None:
                     continue
                 score = np.array(value["logprob"]) / (np.array(value["n_tokens"]) if opts.length_normalise else 1)
@@ -155,7 +156,8 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
             owned = unit % world == rank
             unit += 1
             item_key = f"{item.item_id}|free_form"
-            value = ctx.cached(SUITE, item_key, settings, generate) if owned else ctx.lookup(SUITE, item_key, settings)
+            value = ctx.cached(SUITE, item_key, settings, generate, inputs) if owned else \
+                ctx.lookup(SUITE, item_key, settings, inputs)
             if value is None:
                 continue
             parsed, by = parse_answer(value["text"]), "parser"
@@ -177,6 +179,17 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
     return rows
 
 
+def item_inputs(item: ThudItem) -> dict:
+    """What one item's prediction is computed from, beyond prompt and intervention: its clip's content and, for a
+    swap, the donor's (so an annotation pointing at another file, or a re-encoded clip, is evaluated again)."""
+    from eval.context import media_identity
+
+    out = {"video": media_identity(item.video)}
+    if item.intervention.donor_video:
+        out["donor"] = media_identity(item.intervention.donor_video)
+    return out
+
+
 def _sha(text: str) -> str:
     import hashlib
 
@@ -193,10 +206,9 @@ def sync_set_metrics(rows: list[PredictionRow]) -> dict:
 
 
 def _write_rows(path: Path, rows: list[PredictionRow]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r.model_dump(mode="json")) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
+    from recipes.io import write_jsonl
+
+    write_jsonl(path, [r.model_dump(mode="json") for r in rows])
 
 
 def run(ctx: EvalContext) -> dict:
