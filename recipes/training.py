@@ -90,27 +90,49 @@ class Stage(_Section):
     enabled: bool = True
     data: StageData
     self_sampled: SelfSampled | None = None
-    epochs: float | None = Field(None, gt=0)
-    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
-    learning_rate: float = Field(gt=0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    batch_size: int = Field(1, ge=1, description="per device; a DPO row is a pair, i.e. two sequences")
-    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
-    beta: float | None = Field(None, gt=0, description="DPO: pull towards the reference (unset: 0.1, TRL's default)")
+    epochs: float | None = Field(None, gt=0, description="passes over the stage's rows",
+                                 json_schema_extra={"hf": "num_train_epochs"})
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs when set",
+                                  json_schema_extra={"hf": "max_steps"})
+    learning_rate: float = Field(gt=0, description="peak learning rate", json_schema_extra={"hf": "learning_rate"})
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="learning-rate schedule after warm-up", json_schema_extra={"hf": "lr_scheduler_type"})
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of the stage's steps spent warming up (transformers"
+                                " 5 reads a warmup_steps value below 1 as this share)",
+                                json_schema_extra={"hf": "warmup_steps"})
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay", json_schema_extra={"hf": "weight_decay"})
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm",
+                                 json_schema_extra={"hf": "max_grad_norm"})
+    batch_size: int = Field(1, ge=1, description="per device; a DPO row is a pair, i.e. two sequences",
+                            json_schema_extra={"hf": "per_device_train_batch_size"})
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps",
+                            json_schema_extra={"hf": "gradient_accumulation_steps"})
+    beta: float | None = Field(None, gt=0, description="DPO: pull towards the reference (unset: 0.1, TRL's default)",
+                               json_schema_extra={"hf": "beta"})
     loss_type: list[DpoLoss] | None = Field(None, min_length=1, description="DPO: TRL loss types, summed "
-                                            "(unset: [sigmoid])")
-    loss_weights: list[float] | None = Field(None, description="DPO: one weight per loss type")
-    sft_weight: float | None = Field(None, gt=0, description="DPO: add the chosen-answer NLL with this weight (RPO)")
-    label_smoothing: float | None = Field(None, ge=0, lt=0.5, description="DPO: robust / exo_pair smoothing")
-    deepspeed: str | None = Field(None, description="DeepSpeed JSON, absolute or relative to recipes/")
-    gradient_checkpointing: bool = False
-    save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (and at the end)")
-    save_total_limit: int | None = Field(None, ge=1, description="keep only the last N checkpoints (None: all)")
-    logging_steps: int = Field(1, ge=1)
-    num_workers: int = Field(0, ge=0, description="dataloader worker processes (clip decoding)")
+                                            "(unset: [sigmoid])", json_schema_extra={"hf": "loss_type"})
+    loss_weights: list[float] | None = Field(None, description="DPO: one weight per loss type",
+                                             json_schema_extra={"hf": "loss_weights"})
+    sft_weight: float | None = Field(None, gt=0, description="DPO: add the chosen-answer NLL with this weight (RPO): "
+                                     "an 'sft' entry in loss_type and loss_weights")
+    label_smoothing: float | None = Field(None, ge=0, lt=0.5, description="DPO: robust / exo_pair smoothing",
+                                          json_schema_extra={"hf": "label_smoothing"})
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON, absolute or relative to recipes/",
+                                  json_schema_extra={"hf": "deepspeed"})
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
+                                         "memory, about a third more compute",
+                                         json_schema_extra={"hf": "activation_checkpointing, gradient_checkpointing"})
+    save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (and at the end)",
+                            json_schema_extra={"hf": "save_steps"})
+    save_total_limit: int | None = Field(None, ge=1, description="keep only the last N checkpoints (None: all)",
+                                         json_schema_extra={"hf": "save_total_limit"})
+    logging_steps: int = Field(1, ge=1, description="log every N optimizer steps",
+                               json_schema_extra={"hf": "logging_steps"})
+    num_workers: int = Field(0, ge=0, description="dataloader worker processes (clip decoding)",
+                             json_schema_extra={"hf": "dataloader_num_workers"})
+    trainer: dict[str, Any] = Field(default_factory=dict, description="any other field of TRL's SFTConfig (sft "
+                                    "stage) or DPOConfig (dpo stage), passed as it is, e.g. {optim: "
+                                    "adamw_torch_fused}; checked against that class at load")
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +142,13 @@ class Stage(_Section):
                 if raw.get(key) is not None:
                     raise ValueError(f"{key}: is a DPO setting; an sft stage has no preference loss (remove it)")
         return raw
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_fields_exist(cls, block: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from recipes.trainer_block import check_trainer_block
+
+        return check_trainer_block(info.data.get("kind", "sft"), block)
 
     @field_validator("loss_weights")
     @classmethod
@@ -224,6 +253,9 @@ class WandbSettings(_Section):
     entity: str | None = None
 
 
+Tracker = Literal["wandb", "tensorboard", "trackio", "mlflow"]
+
+
 class TrainingSections(BaseModel):
     """Fields of a recipe that the trainer reads; :class:`recipes.schema.Recipe` inherits them."""
 
@@ -238,6 +270,9 @@ class TrainingSections(BaseModel):
     export_merged: bool = Field(True, description="also write the last stage's adapter merged into full weights")
     eval: EvalSection = EvalSection()
     wandb: WandbSettings = WandbSettings()
+    report_to: list[Tracker] = Field(default_factory=list, description="experiment trackers every stage logs to, "
+                                     "besides log.jsonl/log.csv (wandb.enabled: true adds wandb)",
+                                     json_schema_extra={"hf": "report_to"})
 
     @field_validator("quantization")
     @classmethod

@@ -20,17 +20,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="runs", help="parent folder of runs/NAME (default: runs)")
     parser.add_argument("--data", default=None, help="folder with the built sft/ and dpo/ datasets "
                                                      "(default: data/NAME)")
+    parser.add_argument("--dry-run", action="store_true", help="print the stages, data counts, steps, tokens per "
+                        "sample and estimated GPU memory per device; load no weights")
+    parser.add_argument("--gpus", type=int, default=None, help="with --dry-run: GPUs the run would use (default: "
+                        "WORLD_SIZE, else 1)")
     args = parser.parse_args(argv)
+    from recipes.cli import quiet_startup
+
+    quiet_startup()
 
     from recipes.schema import RecipeError, load_recipe
     from train.runtime import TrainingSetupError
 
     try:
         recipe = load_recipe(args.recipe, args.overrides)
+        if args.dry_run:
+            import os
+
+            from train.dry_run import dry_run
+
+            print(dry_run(recipe, args.data, gpus=args.gpus or int(os.environ.get("WORLD_SIZE", "1"))))
+            return 0
         from train.pipeline import run_recipe
 
         run_recipe(recipe, runs_root=args.runs, data_root=args.data)
-    except (RecipeError, TrainingSetupError) as exc:
+    except (RecipeError, TrainingSetupError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -21,7 +21,7 @@ from trl import DPOConfig, DPOTrainer
 
 from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints
 from train.collators import DPOCollator
-from train.runtime import StageContext, configure_wandb, dataset_dir, load_model, load_rows, lora_config, \
+from train.runtime import StageContext, report_targets, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
 
 
@@ -39,7 +39,7 @@ def dpo_config(ctx: StageContext) -> DPOConfig:
     stage = ctx.stage
     loss_type, loss_weights = stage.dpo_losses()
     extra = {} if stage.label_smoothing is None else {"label_smoothing": stage.label_smoothing}
-    return DPOConfig(**trainer_kwargs(ctx, configure_wandb(ctx.recipe)), beta=stage.beta or 0.1,
+    return DPOConfig(**trainer_kwargs(ctx, report_targets(ctx.recipe)), beta=stage.beta or 0.1,
                      loss_type=loss_type, loss_weights=loss_weights, disable_dropout=True,
                      precompute_ref_log_probs=False, **extra)
 
