@@ -117,8 +117,11 @@ def write_run_report(run_dir: str | Path, entries: Sequence[tuple[str, dict]]) -
     Args:
         entries: (label, results.json content) in training order.
     """
+    from eval.curves import curves_section
+
     run_dir = Path(run_dir)
     lines = [f"# Run `{run_dir.name}`: evaluation across checkpoints", ""]
+    lines += curves_section(run_dir, entries)
     modes = sorted({mode for _, r in entries for mode in r["suites"].get("thud", {}).get("metrics", {})})
     for mode in modes:
         rows = [[label, *table1_cells(r["suites"]["thud"]["metrics"][mode])] for label, r in entries
