@@ -48,6 +48,8 @@ def type_name(annotation) -> str:
     """A short reader's name for a field type: ``float``, ``list of str``, ``one of sigmoid, hinge``, ..."""
     if annotation is type(None):
         return "null"
+    if annotation is typing.Any:  # a class itself since Python 3.11
+        return "any"
     if isinstance(annotation, type):
         return "section" if issubclass(annotation, BaseModel) else annotation.__name__
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -61,8 +63,6 @@ def type_name(annotation) -> str:
         return "(" + ", ".join(type_name(a) for a in args) + ")"
     if origin is dict:
         return f"mapping {type_name(args[0])} -> {type_name(args[1])}" if args else "mapping"
-    if annotation is typing.Any:
-        return "any"
     return str(annotation).replace("typing.", "")
 
 
@@ -132,25 +132,28 @@ load, and so is a field that a Harken key below already sets (the last column na
 """
 
 
+def _table(rows: list[SchemaRow]) -> list[str]:
+    hf = any(r.hf_name for r in rows)
+    out = ["| key | type | default | description |" + (" Hugging Face |" if hf else ""),
+           "|---|---|---|---|" + ("---|" if hf else "")]
+    for r in rows:
+        default = f"`{_cell(r.default)}`" if r.default else ""
+        line = f"| `{r.key}` | {_cell(r.type)} | {default} | {_cell(r.description)} |"
+        out.append(line + (f" {f'`{r.hf_name}`' if r.hf_name else ''} |" if hf else ""))
+    return out + [""]
+
+
 def markdown_reference() -> str:
     """The reference page: one table per top-level section, with the Hugging Face name of each training key."""
     rows = schema_rows()
-    out = [_INTRO]
-    top = [r for r in rows if "." not in r.key]
-    plain = [r for r in top if r.type != "section" and not r.key.startswith("stages")]
-    if plain:
-        out += ["## Top-level keys", "", "| key | type | default | description |", "|---|---|---|---|"]
-        out += [f"| `{r.key}` | {_cell(r.type)} | `{_cell(r.default)}` | {_cell(r.description)} |" for r in plain]
-        out.append("")
+    top = [r for r in rows if "." not in r.key and "[" not in r.key]
+    plain = [r for r in top if not _is_section(r, rows)]
+    out = [_INTRO, "## Top-level keys", ""] + _table(plain)
     for section in (r for r in top if r not in plain):
-        keys = [r for r in rows if r.key.startswith(section.key + ".") or r.key.startswith(section.key + "[")]
-        out += [f"## `{section.key}`", "", _cell(section.description), ""]
-        hf = any(r.hf_name for r in keys)
-        head = "| key | type | default | description |" + (" Hugging Face |" if hf else "")
-        out += [head, "|---|---|---|---|" + ("---|" if hf else "")]
-        for r in keys:
-            default = f"`{_cell(r.default)}`" if r.default else ""
-            line = f"| `{r.key}` | {_cell(r.type)} | {default} | {_cell(r.description)} |"
-            out.append(line + (f" {f'`{r.hf_name}`' if r.hf_name else ''} |" if hf else ""))
-        out.append("")
+        keys = [r for r in rows if r.key.startswith((section.key + ".", section.key + "["))]
+        out += [f"## `{section.key}`", "", _cell(section.description), ""] + _table(keys)
     return "\n".join(out)
+
+
+def _is_section(row: SchemaRow, rows: list[SchemaRow]) -> bool:
+    return any(r.key.startswith((row.key + ".", row.key + "[")) for r in rows)

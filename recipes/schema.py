@@ -37,9 +37,11 @@ class Recipe(TrainingSections):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    description: str = ""
-    seed: int = Field(0, description="one seed for data sampling, answer phrasing, shuffles and training")
+    name: str = Field(description="defaults to the file's name; the run goes to runs/<name>, the data to "
+                      "data/<name>")
+    description: str = Field("", description="one line for `harken recipes` (default: the recipe's header comment)")
+    seed: int = Field(0, description="one seed for data sampling, answer phrasing, shuffles and training",
+                      json_schema_extra={"hf": "seed, data_seed"})
     media: MediaSettings = MediaSettings()
     data: DataSection = DataSection()
 

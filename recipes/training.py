@@ -263,7 +263,8 @@ class TrainingSections(BaseModel):
 
     backbone: str = Field("tiny-qwen2.5-omni", description="hub id, local folder, or a reserved tiny name")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 on a GPU that has it, fp32 on CPU; bf16 refuses to run on CPU")
+        "auto", description="auto: bf16 on a GPU that has it, fp32 on CPU; bf16 refuses to run on CPU",
+        json_schema_extra={"hf": "bf16"})
     lora: LoraSettings = LoraSettings()
     quantization: QuantizationSettings = QuantizationSettings()
     stages: dict[str, Stage] = Field(default_factory=dict)
