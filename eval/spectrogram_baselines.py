@@ -1,6 +1,6 @@
 """Text-only baselines of the spectrogram benchmark: how well the options alone predict the answer.
 
-Spec (shared/spec/spectrogram_mcq.md, "Validity"): no property of the options alone (centrality, length,
+Validity: no property of the options alone (centrality, length,
 frequency, spelling regularity) may predict the answer; these baselines must sit at chance (25%). They need no
 model and no image: heuristics that pick one option by a property, and a conditional-logit classifier over all
 those properties (plus the position) fit on the train split and scored on the test split.
@@ -9,7 +9,6 @@ those properties (plus the position) fit on the train split and scored on the te
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Callable, Sequence
@@ -23,15 +22,15 @@ def _lev(a: Sequence, b: Sequence) -> int:
     return ped(a, b)  # the same Levenshtein, over letters instead of phoneme segments
 
 
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (well-behaved at small n and near 0 or 1)."""
+def wilson(correct: int, n: int, z: float = NormalDist().inv_cdf(0.975)) -> tuple[float, float]:
+    """Wilson score interval of a proportion (well-behaved at small n and near 0 or 1), by scipy's binomial test,
+    at the two-sided confidence level of the normal quantile ``z`` (default: 95%). (0, 1) when ``n`` is 0."""
     if n == 0:
         return (0.0, 1.0)
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    from scipy.stats import binomtest
+
+    ci = binomtest(correct, n).proportion_ci(confidence_level=2 * NormalDist().cdf(z) - 1, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from recipes.data import DataSection
-from recipes.media import MediaSettings
+from recipes.media import PATCH_MULTIPLE, MediaSettings, backbone_patch_factor
 from recipes.training import TrainingSections
 
 RECIPES_DIR = Path(__file__).resolve().parent
@@ -44,6 +44,18 @@ class Recipe(TrainingSections):
                       json_schema_extra={"hf": "seed, data_seed"})
     media: MediaSettings = MediaSettings()
     data: DataSection = DataSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _frames_fit_the_backbone(cls, raw: Any) -> Any:
+        # media.patch_factor left out: take the backbone's, so one recipe key (backbone) switches both.
+        if isinstance(raw, dict) and isinstance(raw.get("media", {}), dict):
+            media = dict(raw.get("media") or {})
+            if media.get("patch_factor") is None:
+                backbone = raw.get("backbone", cls.model_fields["backbone"].default)
+                media["patch_factor"] = backbone_patch_factor(str(backbone)) or PATCH_MULTIPLE
+                raw = {**raw, "media": media}
+        return raw
 
     def hash(self) -> str:
         """Content hash of the resolved recipe (what manifests and caches key on)."""
