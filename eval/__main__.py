@@ -10,26 +10,29 @@ from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m eval", description="Harken evaluation (contracts.md)")
+    p = argparse.ArgumentParser(prog="python -m eval", description="Harken evaluation: checkpoints on the "
+                                "Thud diagnostic and the spectrogram benchmark")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="evaluate one checkpoint: results.json + report.md (+ plots)")
     r.add_argument("--checkpoint", required=True, help="checkpoint folder, backbone folder or tiny name")
     r.add_argument("--suites", default=None, help="comma list (default: the recipe's eval section)")
     r.add_argument("--out", default=None, help="output folder (default CHECKPOINT/eval, or eval_out/NAME)")
     r.add_argument("--recipe", default=None, help="recipe for media settings and suites when the checkpoint has none")
-    r.add_argument("--set", dest="sets", action="append", default=[], metavar="SUITE.KEY=VALUE")
-    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="SUITE.KEY=VALUE",
+                   help="override a suite option (repeatable), e.g. thud.modes=[closed_set]")
+    r.add_argument("--seed", type=int, default=None, help="default: the recipe's seed")
     w = sub.add_parser("watch", help="evaluate every checkpoint of runs/NAME as it appears, once each")
-    w.add_argument("run_dir")
+    w.add_argument("run_dir", help="the run folder, runs/NAME")
     w.add_argument("--once", action="store_true", help="evaluate what is there now and exit")
-    w.add_argument("--suites", default=None)
-    w.add_argument("--set", dest="sets", action="append", default=[], metavar="SUITE.KEY=VALUE")
+    w.add_argument("--suites", default=None, help="comma list (default: the recipe's eval section)")
+    w.add_argument("--set", dest="sets", action="append", default=[], metavar="SUITE.KEY=VALUE",
+                   help="override a suite option (repeatable)")
     w.add_argument("--interval", type=float, default=30.0, help="seconds between scans")
     w.add_argument("--timeout", type=float, default=None, help="stop waiting after this many seconds")
     w.add_argument("--no-base", action="store_true", help="do not evaluate the base backbone as step 0")
     m = sub.add_parser("metrics", help="print a suite's metrics from a predictions JSONL, as JSON")
     m.add_argument("suite", choices=["thud"])
-    m.add_argument("predictions")
+    m.add_argument("predictions", help="a predictions JSONL, e.g. CHECKPOINT/eval/thud/predictions_closed_set.jsonl")
     m.add_argument("--bands", default=None, help="|offset| band edges in seconds, e.g. 0.5,1,2")
     sub.add_parser("suites", help="list registered suites")
     return p
@@ -37,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from recipes.cli import quiet_startup
+
+    quiet_startup()
     try:
         if args.command == "metrics":
             from eval.thud.metrics import DEFAULT_BAND_EDGES, compute_metrics, read_predictions

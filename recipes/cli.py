@@ -35,6 +35,11 @@ LOCAL = {"demo": "build, train and evaluate the demo recipe into the current dir
 _THIRD_PARTY = r"(transformers|trl|peft|accelerate|datasets|torch|torchvision|huggingface_hub|librosa|audioread" \
                r"|wandb|deepspeed|bitsandbytes|moviepy|av|numpy)(\.|$)"
 _PACKAGES = ("recipes", "data_builders", "train", "eval")
+_CHATTY_LOGGERS = ("bitsandbytes", "DeepSpeed", "deepspeed", "accelerate", "torchao")
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
 
 
 def quiet_startup(level: int = logging.INFO) -> None:
@@ -51,6 +56,14 @@ def quiet_startup(level: int = logging.INFO) -> None:
         # "Loading weights" / "Writing model shards" bars: one per model load, many per run. Training, build and
         # evaluation keep their own bars.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # "Saving the dataset" inside build
+        # Libraries that log through the standard `logging` keep their errors only: bitsandbytes' "Failed to load
+        # CPU gemm_4bit_forward" and DeepSpeed's "Setting accelerator to CPU" on every CPU import. A filter, not a
+        # level: DeepSpeed sets its logger's level when it is imported.
+        for name in _CHATTY_LOGGERS:
+            logger = logging.getLogger(name)
+            if _errors_only not in logger.filters:
+                logger.addFilter(_errors_only)
         if "transformers" in sys.modules:  # already imported (tests, notebooks): the variables came too late
             from transformers.utils import logging as hf_logging
 

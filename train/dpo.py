@@ -19,7 +19,7 @@ from typing import Sequence
 
 from trl import DPOConfig, DPOTrainer
 
-from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints
+from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints, with_stage_progress
 from train.collators import DPOCollator
 from train.runtime import StageContext, report_targets, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
@@ -54,7 +54,7 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = (), args: DPOConfig |
     rows = pairs if pairs is not None else load_rows(ctx)
     if model is None:
         model, processor = load_model(ctx.recipe, ctx.stage, ctx.base, ctx.base_ref)
-    return OmniDPOTrainer(
+    return with_stage_progress(OmniDPOTrainer(
         model=model,
         args=args,
         train_dataset=rows,
@@ -63,7 +63,7 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = (), args: DPOConfig |
         processing_class=processor,
         peft_config=lora_config(ctx.recipe, model),
         callbacks=[JsonCsvLogger(ctx.out_dir), RecipeIntoCheckpoints(ctx.recipe), *callbacks],
-    )
+    ), ctx.name)
 
 
 def train_stage(ctx: StageContext, resume_from: Path | None, callbacks: Sequence = ()) -> None:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from trl import SFTConfig, SFTTrainer
 
-from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints
+from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints, with_stage_progress
 from train.collators import ImageSFTCollator, SFTCollator
 from train.runtime import StageContext, report_targets, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
@@ -30,7 +30,7 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = ()) -> SFTTrainer:
     model, processor = load_model(ctx.recipe, ctx.stage, ctx.base, ctx.base_ref)
     # A set holds clip rows or image rows (the recipe refuses a mix), so its columns say which collator it needs.
     collator = ImageSFTCollator if "images" in rows.column_names else SFTCollator
-    return SFTTrainer(
+    return with_stage_progress(SFTTrainer(
         model=model,
         args=args,
         train_dataset=rows,
@@ -38,7 +38,7 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = ()) -> SFTTrainer:
         processing_class=processor,
         peft_config=lora_config(ctx.recipe, model),
         callbacks=[JsonCsvLogger(ctx.out_dir), RecipeIntoCheckpoints(ctx.recipe), *callbacks],
-    )
+    ), ctx.name)
 
 
 def train_stage(ctx: StageContext, resume_from: Path | None, callbacks: Sequence = ()) -> None:
