@@ -79,7 +79,7 @@ def model_card(run_dir: str | Path) -> tuple[Path, str]:
                else f"full fine-tuning of {', '.join(lora.towers)}") + f", recipe hash `{recipe.hash()}`.", "",
             *stages, "", "## Evaluation", "",
             "Thud: held-out clips under their original audio and under Shift, Mute and Swap interventions; "
-            "pair = original and intervened both answered right. Avg Gap: mean of intervened minus original "
+            "pair = original and intervened both answered right. Avg Gap: mean of original minus intervened "
             "accuracy over the three dimensions.", "", *evaluation_tables(evaluated)]
     return Path(last.weights), "\n".join(card)
 

@@ -54,7 +54,7 @@ FEATURES = ("ped_centrality", "spelling_centrality", "letters", "phonemes", "zip
 
 
 def option_features(item: SpectrogramItem, zipf: dict[str, float]) -> np.ndarray:
-    """(4, F) option properties, as the spec lists them: centrality (negated total PED, and total spelling
+    """(4, F) option properties, as the validity checks name them: centrality (negated total PED, and total spelling
     distance, to the other options), length in letters and phonemes, Zipf frequency, spelling irregularity
     (|letters - phonemes|)."""
     words, phons = item.options.graphemic, item.option_phonemes
@@ -135,7 +135,7 @@ def text_only_baselines(train: Sequence[SpectrogramItem], test: Sequence[Spectro
 
 
 def validity(items: Sequence[SpectrogramItem]) -> dict:
-    """The checks a benchmark user runs first (spectrogram_mcq.md, "Validity"), on a built item set: answer
+    """The checks a benchmark user runs first (docs/spectrogram_mcq.md, "Validity"), on a built item set: answer
     positions per split, distinct options, the answer option is the item's own word (both spellings), one set of
     rendering parameters, train/test disjoint by word, and every text-only baseline with its interval (test split,
     classifier fit on train). ``ok`` is False when a structural check fails or a baseline's interval (corrected for

@@ -26,7 +26,7 @@ DISPATCH: dict[str, tuple[str, tuple[str, ...], str]] = {
     "eval": ("eval.__main__", (), "evaluate checkpoints: run, watch, metrics, ... (harken eval --help)"),
     "push": ("eval.model_card", (), "write a model card with the evaluation tables; push a checkpoint to the hub"),
 }
-LOCAL = {"demo": "build, train and evaluate the demo recipe into the current directory (CPU, about a minute)",
+LOCAL = {"demo": "build, train and evaluate the demo recipe into the current directory (CPU, a few minutes)",
          "recipes": "list the recipes, one line each",
          "recipe": "show a resolved recipe (after extends and --set), or the schema of every key"}
 

@@ -26,7 +26,8 @@ class MediaSettings(BaseModel):
 
     fps: float = Field(2.0, gt=0, description="frames sampled per second of video")
     max_frames: int = Field(32, ge=2, description="frame cap; longer clips are sampled uniformly down to this")
-    min_pixels: int = Field(PATCH_MULTIPLE * PATCH_MULTIPLE, ge=PATCH_MULTIPLE * PATCH_MULTIPLE)
+    min_pixels: int = Field(PATCH_MULTIPLE * PATCH_MULTIPLE, ge=PATCH_MULTIPLE * PATCH_MULTIPLE,
+                            description="smallest frame area (H*W); smaller frames are scaled up")
     max_pixels: int = Field(64 * PATCH_MULTIPLE * PATCH_MULTIPLE, description="per-frame pixel budget (H*W)")
     sample_rate: int = Field(16000, description="audio sample rate in Hz; Whisper-style encoders expect 16000")
     audio_in_video: bool = Field(True, description="interleave the clip's audio with its frames (TMRoPE)")

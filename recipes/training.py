@@ -6,7 +6,7 @@ and each stage starts from the previous one's final weights. A mapping (not a li
 ``extends:`` a base recipe change one knob of one stage (``stages: {dpo: {beta: 0.2}}``) or switch a stage off
 (``enabled: false``) without restating the others.
 
-Impossible combinations fail at load with the key that is wrong (style.md §3): QLoRA without LoRA, ZeRO-3 with
+Impossible combinations fail at load with the key that is wrong: QLoRA without LoRA, ZeRO-3 with
 4-bit weights, a DPO stage with nothing to prefer, loss weights that do not line up with loss types, ...
 """
 
@@ -42,11 +42,12 @@ class _Section(BaseModel):
 class LoraSettings(_Section):
     """LoRA adapters (PEFT). ``enabled: false`` trains all weights of the chosen towers instead."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: train every weight of the chosen towers instead")
     r: int = Field(16, ge=1, description="adapter rank")
     alpha: int = Field(32, ge=1, description="scaling numerator: the update is scaled by alpha / r")
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1)
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1,
+                                      description="names of the linear layers that get adapters")
     towers: list[TOWERS] = Field(default_factory=lambda: ["language_model"], min_length=1,
                                  description="which parts of the thinker get adapters")
 
@@ -60,9 +61,11 @@ class LoraSettings(_Section):
 class QuantizationSettings(_Section):
     """QLoRA: the frozen base weights in 4-bit (bitsandbytes, CUDA only), adapters in bf16."""
 
-    enabled: bool = False
-    quant_type: Literal["nf4", "fp4"] = "nf4"  # NF4 + double quantisation = the QLoRA paper's recipe
-    double_quant: bool = True
+    enabled: bool = Field(False, description="4-bit base weights (QLoRA); needs lora.enabled and a CUDA GPU")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; NF4 with double quantisation is "
+                                              "the QLoRA paper's recipe")
+    double_quant: bool = Field(True, description="quantise the quantisation constants too (about 0.4 bit per "
+                               "parameter saved)")
 
 
 class StageData(_Section):
@@ -77,17 +80,17 @@ class SelfSampled(_Section):
     """Build the DPO pairs at the start of the stage: the current policy answers the SFT prompts greedily; an answer
     judged wrong against the reference (:func:`train.self_sampled.answers_agree`) becomes the rejected side."""
 
-    enabled: bool = True
-    max_new_tokens: int = Field(48, ge=1)
-    batch_size: int = Field(4, ge=1)
+    enabled: bool = Field(True, description="build the pairs from the policy's own answers")
+    max_new_tokens: int = Field(48, ge=1, description="answer length cap when the policy answers")
+    batch_size: int = Field(4, ge=1, description="prompts answered at once")
     offset_tolerance: float = Field(0.5, ge=0, description="seconds: an offset this close to the reference is right")
 
 
 class Stage(_Section):
     """One training stage. DPO-only knobs (``beta``, ``loss_type``, ...) are refused on an SFT stage."""
 
-    kind: Literal["sft", "dpo"]
-    enabled: bool = True
+    kind: Literal["sft", "dpo"] = Field(description="sft: answer tokens' cross-entropy; dpo: preference loss")
+    enabled: bool = Field(True, description="false: skip this stage (an ablation switching a stage off)")
     data: StageData
     self_sampled: SelfSampled | None = None
     epochs: float | None = Field(None, gt=0, description="passes over the stage's rows",
@@ -225,8 +228,8 @@ def deepspeed_config(path: str) -> dict:
 class EvalSuite(_Section):
     """One eval suite to run on every checkpoint; ``options`` go to the suite as they are."""
 
-    enabled: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = Field(True, description="false: do not run this suite")
+    options: dict[str, Any] = Field(default_factory=dict, description="the suite's own options, passed as they are")
 
 
 class EvalSection(_Section):
@@ -248,9 +251,9 @@ class WandbSettings(_Section):
     """Weights & Biases logging. Offline (files under ./wandb) when no WANDB_API_KEY is set; JSONL/CSV logs are
     written either way."""
 
-    enabled: bool = False
-    project: str = "harken"
-    entity: str | None = None
+    enabled: bool = Field(False, description="log to Weights & Biases (the same as wandb in report_to)")
+    project: str = Field("harken", description="W&B project")
+    entity: str | None = Field(None, description="W&B team or user (default: the key's own)")
 
 
 Tracker = Literal["wandb", "tensorboard", "trackio", "mlflow"]
