@@ -69,16 +69,26 @@ def quiet_startup(level: int = logging.INFO) -> None:
 
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
-    root = logging.getLogger()
-    if not any(getattr(h, "_harken", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._harken = True  # type: ignore[attr-defined]
-        for name in _PACKAGES:
-            logger = logging.getLogger(name)
-            logger.setLevel(level)
+    for name in _PACKAGES:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
             logger.addHandler(handler)
-            logger.propagate = False
+        logger.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (a progress bar's redirect, a test's capture)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def _dispatch(command: str, argv: list[str]) -> int:
