@@ -57,4 +57,4 @@ bench-data:
 
 # docs/recipes.md is generated from the recipe schema (a test checks it is up to date).
 docs:
-	$(BIN)/python -m recipes.cli recipe schema --markdown > docs/recipes.md
+	$(BIN)/python -m recipes.harken recipe schema --markdown > docs/recipes.md

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from recipes.cli import quiet_startup
+    from recipes.quiet import quiet_startup
 
     quiet_startup()
     try:

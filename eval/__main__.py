@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from recipes.cli import quiet_startup
+    from recipes.quiet import quiet_startup
 
     quiet_startup()
     try:

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--no-push", action="store_true", help="write README.md (the card) only")
     args = parser.parse_args(argv)
-    from recipes.cli import quiet_startup
+    from recipes.quiet import quiet_startup
 
     quiet_startup()
     try:

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", type=int, default=None, help="with --dry-run: GPUs the run would use (default: "
                         "WORLD_SIZE, else 1)")
     args = parser.parse_args(argv)
-    from recipes.cli import quiet_startup
+    from recipes.quiet import quiet_startup
 
     quiet_startup()
 

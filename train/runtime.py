@@ -226,8 +226,8 @@ def trainer_kwargs(ctx: StageContext, report_to: list[str]) -> dict[str, Any]:
         remove_unused_columns=False,
         dataloader_num_workers=stage.num_workers,
         report_to=report_to,
-        # One bar per stage (train.callbacks.StageProgress); transformers would turn it off whenever its own logger
-        # is quieter than WARNING, which the command-line entry points make it.
+        # One bar per stage (train.callbacks.StageProgress), also when transformers' logger is set quieter than
+        # WARNING (its default then turns the bar off and prints every log record instead).
         disable_tqdm=False,
         run_name=f"{recipe.name}/{ctx.name}",
         max_length=None,  # truncating would cut video/audio placeholders away from their features

@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 # name -> (module whose ``main(argv)`` runs it, arguments put in front, one-line help). Modules are imported only
@@ -29,67 +27,6 @@ DISPATCH: dict[str, tuple[str, tuple[str, ...], str]] = {
 LOCAL = {"demo": "build, train and evaluate the demo recipe into the current directory (CPU, a few minutes)",
          "recipes": "list the recipes, one line each",
          "recipe": "show a resolved recipe (after extends and --set), or the schema of every key"}
-
-# Third-party warnings about the libraries' own API churn (deprecated aliases, future defaults): they are addressed
-# to whoever maintains the calling code, not to a user running a recipe, and they bury Harken's own messages.
-_THIRD_PARTY = r"(transformers|trl|peft|accelerate|datasets|torch|torchvision|huggingface_hub|librosa|audioread" \
-               r"|wandb|deepspeed|bitsandbytes|moviepy|av|numpy)(\.|$)"
-_PACKAGES = ("recipes", "data_builders", "train", "eval")
-_CHATTY_LOGGERS = ("bitsandbytes", "DeepSpeed", "deepspeed", "accelerate", "torchao")
-
-
-def _errors_only(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR
-
-
-def quiet_startup(level: int = logging.INFO) -> None:
-    """Set up output once per command: Harken's messages through ``logging`` at ``level``, third-party
-    deprecation chatter and per-load weight bars off. Called by every command-line entry point, never on import.
-
-    ``HARKEN_VERBOSE=1`` keeps every third-party warning (for debugging a library upgrade).
-    """
-    if os.environ.get("HARKEN_VERBOSE") != "1":
-        for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
-            warnings.filterwarnings("ignore", category=category, module=_THIRD_PARTY)
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is first imported
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the fork warning of tokenizers' thread pool
-        # "Loading weights" / "Writing model shards" bars: one per model load, many per run. Training, build and
-        # evaluation keep their own bars.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # "Saving the dataset" inside build
-        # Libraries that log through the standard `logging` keep their errors only: bitsandbytes' "Failed to load
-        # CPU gemm_4bit_forward" and DeepSpeed's "Setting accelerator to CPU" on every CPU import. A filter, not a
-        # level: DeepSpeed sets its logger's level when it is imported.
-        for name in _CHATTY_LOGGERS:
-            logger = logging.getLogger(name)
-            if _errors_only not in logger.filters:
-                logger.addFilter(_errors_only)
-        if "transformers" in sys.modules:  # already imported (tests, notebooks): the variables came too late
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-    for name in _PACKAGES:
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-            handler = _StderrHandler()
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            logger.addHandler(handler)
-        logger.propagate = False
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (a progress bar's redirect, a test's capture)."""
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
-
 
 def _dispatch(command: str, argv: list[str]) -> int:
     module, prefix, _ = DISPATCH[command]
@@ -201,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in {*DISPATCH, *LOCAL}:
         parser.parse_args(argv or ["--help"])  # prints help, or the "invalid choice" error, and exits
         return 2
+    from recipes.quiet import quiet_startup
+
     quiet_startup()
     command, rest = argv[0], argv[1:]
     if command in DISPATCH:

@@ -11,7 +11,7 @@ import yaml
 
 from _train_data import write_recipe
 from recipes import RecipeError, load_recipe
-from recipes.cli import DISPATCH, main, recipe_summary
+from recipes.harken import DISPATCH, main, recipe_summary
 from recipes.schema import RECIPES_DIR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ stages:
 
 def test_console_script_is_declared():
     text = (REPO / "pyproject.toml").read_text()
-    assert '[project.scripts]\nharken = "recipes.cli:main"' in text
+    assert '[project.scripts]\nharken = "recipes.harken:main"' in text
 
 
 @pytest.mark.parametrize("command", sorted(DISPATCH))
@@ -238,3 +238,24 @@ def test_push_writes_a_model_card_with_the_evaluation_tables(tmp_path, capsys):
     assert "| tiny-qwen2.5-omni (base) | — | 10.0 | — | 50.0 | — | 25.0 | -20.0 |" in card
     assert "| dpo/checkpoint-8 | — | 30.0 | — | 50.0 | — | 25.0 | -4.0 |" in card
     assert "| dpo/checkpoint-8 | 50.0 |" in card  # spectrogram accuracy %
+
+
+def test_startup_silences_third_party_deprecations_not_harkens(monkeypatch):
+    import logging
+    import warnings
+
+    from recipes.quiet import quiet_startup
+
+    monkeypatch.delenv("HARKEN_VERBOSE", raising=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_startup()
+        for module in ("transformers.training_args", "trl.trainer.dpo_trainer", "train.runtime"):
+            warnings.warn_explicit("`x` is deprecated", FutureWarning, "f.py", 1, module=module)
+        warnings.warn_explicit("real problem", UserWarning, "f.py", 1, module="transformers.modeling_utils")
+    assert [(str(w.message), w.category) for w in caught] == [("`x` is deprecated", FutureWarning),
+                                                              ("real problem", UserWarning)]
+    assert caught[0].filename == "f.py"
+    ds = logging.getLogger("DeepSpeed")
+    assert not ds.filter(logging.LogRecord("DeepSpeed", logging.WARNING, "f", 1, "Setting accelerator", (), None))
+    assert ds.filter(logging.LogRecord("DeepSpeed", logging.ERROR, "f", 1, "out of memory", (), None))
