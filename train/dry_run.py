@@ -63,6 +63,7 @@ PUBLISHED = {
                                              visual=540_000_000, hidden=2048, layers=48, vocab=151936,
                                              intermediate=768, kv=512, experts=128, vision_factor=32),
 }
+PUBLISHED["qwen/qwen2.5-vl-7b-instruct"] = dict(PUBLISHED["qwen/qwen2.5-omni-7b"], family="qwen2.5-vl", audio=0)
 PUBLISHED["qwen/qwen3-omni-30b-a3b-thinking"] = PUBLISHED["qwen/qwen3-omni-30b-a3b-instruct"]
 PUBLISHED["qwen/qwen3-omni-30b-a3b-captioner"] = PUBLISHED["qwen/qwen3-omni-30b-a3b-instruct"]
 
@@ -148,7 +149,9 @@ def sample_tokens(recipe: Recipe, dims: ModelDims) -> dict[str, int]:
     per_frame = media.max_pixels // (dims.vision_factor ** 2)
     video = math.ceil(frames / dims.temporal_patch) * per_frame
     audio = 0
-    if dims.family != "qwen2.5-vl":
+    if dims.family == "qwen2.5-vl":  # a vision-language model: one still image per sample (the spectrogram rows)
+        frames, video, seconds = 1, per_frame, 0
+    else:
         import numpy as np
 
         module = "qwen3_omni_moe" if dims.family == "qwen3-omni" else "qwen2_5_omni"
@@ -273,8 +276,9 @@ def dry_run(recipe: Recipe, data_root: str | Path | None = None, gpus: int = 1, 
                 if recipe.lora.enabled else f"full fine-tuning of {', '.join(recipe.lora.towers)}: {_count(t)} "
                                             "trainable")
              + (", 4-bit base weights (QLoRA)" if recipe.quantization.enabled else "") + f", {gpus} GPU(s)",
-             f"one sample at most: {tok['seconds']:g} s, {tok['frames']} frames -> {tok['video']} video + "
-             f"{tok['audio']} audio + ~{tok['text']} text = {tok['total']} tokens "
+             (f"one sample at most: {tok['seconds']:g} s, {tok['frames']} frames -> {tok['video']} video + "
+              f"{tok['audio']} audio + " if tok["seconds"] else f"one sample at most: 1 image -> {tok['video']} "
+              "image + ") + f"~{tok['text']} text = {tok['total']} tokens "
              f"(media: fps {recipe.media.fps:g}, max_pixels {recipe.media.max_pixels}, frame sides x"
              f"{dims.vision_factor})", ""]
     prev = recipe.backbone
