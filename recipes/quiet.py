@@ -37,10 +37,12 @@ def quiet_startup(level: int = logging.INFO) -> None:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # "Saving the dataset" inside build
         # Libraries that log through the standard `logging` keep their errors only: bitsandbytes' "Failed to load
-        # CPU gemm_4bit_forward" and DeepSpeed's "Setting accelerator to CPU" on every CPU import. A filter, not a
-        # level: DeepSpeed sets its logger's level when it is imported.
+        # CPU gemm_4bit_forward" and DeepSpeed's "Setting accelerator to CPU" on every CPU import. The level covers
+        # the package's module loggers (they inherit it); the filter covers DeepSpeed, which sets its own logger's
+        # level when it is imported.
         for name in _CHATTY_LOGGERS:
             logger = logging.getLogger(name)
+            logger.setLevel(logging.ERROR)
             if _errors_only not in logger.filters:
                 logger.addFilter(_errors_only)
         if "transformers" in sys.modules:  # already imported (tests, notebooks): the variable came too late

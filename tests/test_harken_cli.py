@@ -259,3 +259,5 @@ def test_startup_silences_third_party_deprecations_not_harkens(monkeypatch):
     ds = logging.getLogger("DeepSpeed")
     assert not ds.filter(logging.LogRecord("DeepSpeed", logging.WARNING, "f", 1, "Setting accelerator", (), None))
     assert ds.filter(logging.LogRecord("DeepSpeed", logging.ERROR, "f", 1, "out of memory", (), None))
+    cpu_ops = logging.getLogger("bitsandbytes.backends.cpu.ops")  # a module logger under a quietened package
+    assert not cpu_ops.isEnabledFor(logging.WARNING) and cpu_ops.isEnabledFor(logging.ERROR)
