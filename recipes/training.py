@@ -71,7 +71,7 @@ class QuantizationSettings(_Section):
 class StageData(_Section):
     """Which built dataset a stage reads: ``data/<recipe>/<dataset>/`` unless ``path`` says otherwise."""
 
-    dataset: Literal["sft", "dpo"] = Field(description="built dataset name (python -m data_builders build)")
+    dataset: Literal["sft", "dpo"] = Field(description="built dataset name (harken build)")
     path: str | None = Field(None, description="folder of a save_to_disk dataset, overriding data/<recipe>/<dataset>")
     limit: int | None = Field(None, ge=1, description="use only the first N rows (quick runs)")
 
@@ -127,7 +127,7 @@ class Stage(_Section):
                                          json_schema_extra={"hf": "activation_checkpointing, gradient_checkpointing"})
     save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (and at the end)",
                             json_schema_extra={"hf": "save_steps"})
-    save_total_limit: int | None = Field(None, ge=1, description="keep only the last N checkpoints (None: all)",
+    save_total_limit: int | None = Field(None, ge=1, description="keep only the last N checkpoints (null: all)",
                                          json_schema_extra={"hf": "save_total_limit"})
     logging_steps: int = Field(1, ge=1, description="log every N optimizer steps",
                                json_schema_extra={"hf": "logging_steps"})
@@ -233,7 +233,7 @@ class EvalSuite(_Section):
 
 
 class EvalSection(_Section):
-    """Suites ``python -m eval watch runs/<recipe>`` runs on every checkpoint of every stage."""
+    """Suites ``harken eval watch runs/<recipe>`` runs on every checkpoint of every stage."""
 
     every_checkpoint: bool = Field(True, description="False: only each stage's last checkpoint")
     suites: dict[str, EvalSuite] = Field(default_factory=dict)
