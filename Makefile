@@ -12,7 +12,7 @@ set ?=
 SET_ARGS := $(foreach s,$(set),--set $(s))
 SYSTEM_PACKAGES := espeak-ng
 
-.PHONY: pipeline install system-packages test demo bench-data help
+.PHONY: pipeline install system-packages test demo bench-data help docs
 
 # `make recipe=NAME`: data -> train (all stages) -> eval every checkpoint -> runs/NAME/report.md
 pipeline:
@@ -26,6 +26,7 @@ help:
 	@echo "make demo                 the whole pipeline on synthetic clips with a tiny backbone (CPU)"
 	@echo "make test                 the test suite (CPU, no network)"
 	@echo "make recipe=NAME [set=\"a.b=c ...\"]   data -> train -> eval for recipes/NAME.yaml"
+	@echo "make docs                 regenerate docs/recipes.md from the recipe schema"
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
@@ -53,3 +54,7 @@ demo:
 
 bench-data:
 	$(BIN)/python -m data_builders.bench
+
+# docs/recipes.md is generated from the recipe schema (a test checks it is up to date).
+docs:
+	$(BIN)/python -m recipes.harken recipe schema --markdown > docs/recipes.md

@@ -1,6 +1,7 @@
-"""``python -m data_builders <command>``: the data commands of contracts.md.
+"""``python -m data_builders <command>`` (``harken build`` / ``harken data <command>``): synthetic clips, dataset
+builds, materialised interventions, exports and the spectrogram benchmark.
 
-Library code raises; only this entry point turns errors into exit codes (style.md §5).
+Library code raises; only this entry point turns errors into exit codes.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_build)
 
     p = sub.add_parser("materialize", help="write original + intervened mp4s (video stream copied) and index.jsonl")
-    p.add_argument("--annotations", required=True, help="annotation JSONL (contracts.md)")
+    p.add_argument("--annotations", required=True, help="annotation JSONL, one clip per line (docs/formats.md)")
     p.add_argument("--out", required=True)
     p.add_argument("--offsets", default="1.0,-2.0",
                    help="comma-separated shift offsets in seconds (> 0 = delayed); write --offsets=-2.0,1.0 when "
@@ -119,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("spectrogram-mcq", help="build the spectrogram multiple-choice benchmark (issue #6)")
+    p = sub.add_parser("spectrogram-mcq", help="build the spectrogram multiple-choice benchmark")
     p.add_argument("--out", required=True)
-    p.add_argument("--words", type=int, default=4068, help="lexicon words, most frequent first (spec: 4,068)")
+    p.add_argument("--words", type=int, default=4068, help="lexicon words, most frequent first (4,068: the published benchmark)")
     p.add_argument("--seed", type=int, default=0, help="option sets, answer positions and split")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     p.add_argument("--test-fraction", type=finite_arg, default=0.2, help="share of option sets in the test split")
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     from data_builders.media import MediaError
 
     args = build_parser().parse_args(argv)
+    from recipes.quiet import quiet_startup
+
+    quiet_startup()
     return guarded(lambda: args.func(args), getattr(args, "root", None), extra=(MediaError,))
 
 

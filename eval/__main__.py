@@ -11,7 +11,8 @@ from recipes.cli import add_root_argument, finite_arg, guarded
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m eval", description="Harken evaluation (contracts.md)")
+    p = argparse.ArgumentParser(prog="python -m eval", description="Harken evaluation: checkpoints on the "
+                                "Thud diagnostic and the spectrogram benchmark")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="evaluate one checkpoint: results.json + report.md (+ plots)")
     r.add_argument("--checkpoint", required=True, help="checkpoint folder, backbone folder or tiny name")
@@ -21,8 +22,9 @@ def _parser() -> argparse.ArgumentParser:
                    "checkpoint's run was trained on, else ROOT/data/RECIPE)")
     add_root_argument(r)
     r.add_argument("--recipe", default=None, help="recipe for media settings and suites when the checkpoint has none")
-    r.add_argument("--set", dest="sets", action="append", default=[], metavar="SUITE.KEY=VALUE")
-    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--set", dest="sets", action="append", default=[], metavar="SUITE.KEY=VALUE",
+                   help="override a suite option (repeatable), e.g. thud.modes=[closed_set]")
+    r.add_argument("--seed", type=int, default=None, help="default: the recipe's seed")
     w = sub.add_parser("watch", help="evaluate every checkpoint of runs/NAME as it appears, once each")
     w.add_argument("run_dir", help="run folder, e.g. runs/NAME")
     w.add_argument("--data", default=None, help="built data folder with test_clips.jsonl (default: the folder the "
@@ -37,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--no-base", action="store_true", help="do not evaluate the base backbone as step 0")
     m = sub.add_parser("metrics", help="print a suite's metrics from a predictions JSONL, as JSON")
     m.add_argument("suite", choices=["thud"])
-    m.add_argument("predictions")
+    m.add_argument("predictions", help="a predictions JSONL, e.g. CHECKPOINT/eval/thud/predictions_closed_set.jsonl")
     m.add_argument("--bands", default=None, help="|offset| band edges in seconds, e.g. 0.5,1,2")
     sub.add_parser("suites", help="list registered suites")
     return p
@@ -56,6 +58,9 @@ def band_edges(text: str) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; expected failures print one line and return 2."""
     args = _parser().parse_args(argv)
+    from recipes.quiet import quiet_startup
+
+    quiet_startup()
     return guarded(lambda: _run(args), getattr(args, "root", None))
 
 

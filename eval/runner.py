@@ -287,17 +287,24 @@ def _done(out_dir: Path, settings: dict) -> dict | None:
 
 def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Iterable[str] = (), once: bool = False,
           interval_s: float = 30.0, timeout_s: float | None = None, include_base: bool = True,
-          log=print, data: str | Path | None = None) -> list[tuple[str, dict]]:
+          log=None, data: str | Path | None = None) -> list[tuple[str, dict]]:
     """Evaluate every checkpoint of ``runs/NAME`` once (the base backbone first, as step 0), waiting for new ones
     until every stage has finished (``stage.json``) unless ``once``. Rewrites ``run_dir/report.md`` after each.
 
     Held-out data come from :func:`resolve_data` (``data``, else the folder the run was trained on). A checkpoint
     whose results were computed from other inputs (annotations, clips, options) is evaluated again.
+    One progress bar per scan, over the checkpoints evaluated in it (count and ETA); ``log`` (default: this
+    module's logger) gets a line for each.
     Returns:
         (label, results) per evaluated checkpoint, in training order.
     Raises:
         FileNotFoundError: ``run_dir`` does not exist and ``once`` is set.
     """
+    import logging
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    log = log or logging.getLogger(__name__).info
     from eval.checkpoint import checkpoint_identity, checkpoint_recipe
     from eval.report import write_run_report
     from train.checkpoints import read_result
@@ -315,7 +322,7 @@ def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Ite
             targets.append(("base (step 0)", recipe.backbone, run_dir / "eval" / "base"))
         for ck in run_checkpoints(run_dir, recipe) if run_dir.is_dir() else []:
             targets.append((f"{ck.parent.name}/{ck.name}", str(ck), ck / "eval"))
-        entries = []
+        entries, todo = [], []
         for label, ck, out in targets:
             rec = checkpoint_recipe(ck) if Path(ck).is_dir() else None
             rec = rec or recipe
@@ -324,10 +331,16 @@ def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Ite
             seed = rec.seed if rec is not None else 0
             media = rec.media if rec is not None else MediaSettings()
             res = _done(out, _settings(fp, media, plan, seed, eval_dtype(rec)))
-            if res is None:
-                log(f"eval: {label} ({ck}) -> {out}")
-                res = evaluate_checkpoint(ck, plan, out, recipe=rec, seed=seed)
             entries.append((label, res))
+            if res is None:
+                todo.append((len(entries) - 1, label, ck, out, plan, rec, seed))
+        from tqdm import tqdm
+
+        with logging_redirect_tqdm(loggers=[logging.getLogger("eval")]):
+            for i, label, ck, out, plan, rec, seed in tqdm(todo, desc=f"eval {run_dir.name}", unit="checkpoint",
+                                                           disable=not todo or _distributed().rank != 0):
+                log(f"eval: {label} ({ck}) -> {out}")
+                entries[i] = (label, evaluate_checkpoint(ck, plan, out, recipe=rec, seed=seed))
         if entries:
             write_run_report(run_dir, entries)
         if once:

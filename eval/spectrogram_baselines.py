@@ -1,6 +1,6 @@
 """Text-only baselines of the spectrogram benchmark: how well the options alone predict the answer.
 
-Spec (shared/spec/spectrogram_mcq.md, "Validity"): no property of the options alone (centrality, length,
+Validity: no property of the options alone (centrality, length,
 frequency, spelling regularity) may predict the answer; these baselines must sit at chance (25%). They need no
 model and no image: heuristics that pick one option by a property, and a conditional-logit classifier over all
 those properties (plus the position) fit on the train split and scored on the test split.
@@ -9,7 +9,6 @@ those properties (plus the position) fit on the train split and scored on the te
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Callable, Sequence
@@ -23,15 +22,15 @@ def _lev(a: Sequence, b: Sequence) -> int:
     return ped(a, b)  # the same Levenshtein, over letters instead of phoneme segments
 
 
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (well-behaved at small n and near 0 or 1)."""
+def wilson(correct: int, n: int, z: float = NormalDist().inv_cdf(0.975)) -> tuple[float, float]:
+    """Wilson score interval of a proportion (well-behaved at small n and near 0 or 1), by scipy's binomial test,
+    at the two-sided confidence level of the normal quantile ``z`` (default: 95%). (0, 1) when ``n`` is 0."""
     if n == 0:
         return (0.0, 1.0)
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    from scipy.stats import binomtest
+
+    ci = binomtest(correct, n).proportion_ci(confidence_level=2 * NormalDist().cdf(z) - 1, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ FEATURES = ("ped_centrality", "spelling_centrality", "letters", "phonemes", "zip
 
 
 def option_features(item: SpectrogramItem, zipf: dict[str, float]) -> np.ndarray:
-    """(4, F) option properties, as the spec lists them: centrality (negated total PED, and total spelling
+    """(4, F) option properties, as the validity checks name them: centrality (negated total PED, and total spelling
     distance, to the other options), length in letters and phonemes, Zipf frequency, spelling irregularity
     (|letters - phonemes|)."""
     words, phons = item.options.graphemic, item.option_phonemes
@@ -136,7 +135,7 @@ def text_only_baselines(train: Sequence[SpectrogramItem], test: Sequence[Spectro
 
 
 def validity(items: Sequence[SpectrogramItem]) -> dict:
-    """The checks a benchmark user runs first (spectrogram_mcq.md, "Validity"), on a built item set: answer
+    """The checks a benchmark user runs first (docs/spectrogram_mcq.md, "Validity"), on a built item set: answer
     positions per split, distinct options, the answer option is the item's own word (both spellings), one set of
     rendering parameters, train/test disjoint by word, and every text-only baseline with its interval (test split,
     classifier fit on train). ``ok`` is False when a structural check fails or a baseline's interval (corrected for

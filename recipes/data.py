@@ -40,7 +40,7 @@ class SynthInput(_Section):
 class TransitionTimesInput(_Section):
     """Oops-style ``transition_times.json`` (video name -> {t: [...], n_notfound, rel_t, len})."""
 
-    file: str
+    file: str = Field(description="the transition_times.json file")
     videos: str | None = Field(None, description="folder holding <name>.mp4; default: the JSON's folder")
     audio_event: str = Field("", description="audio event text for every clip (Oops has no audio labels)")
     visual_event: str = Field("", description="visual event text for every clip")
@@ -98,7 +98,8 @@ class ShiftSettings(_Section):
     # The released training data used |Δ| in [1.8, 2.5] s (thud.md); small bands teach fine sync but are harder.
     bands: list[tuple[float, float]] = Field(default_factory=lambda: [(1.8, 2.5)], min_length=1,
                                              description="[low, high] ranges of |Δ| in seconds")
-    signs: Literal["both", "delay", "early"] = "both"
+    signs: Literal["both", "delay", "early"] = Field("both", description="delayed and early shifts, or one "
+                                                    "direction only")
     step: float = Field(0.1, gt=0, description="offsets are rounded to this (seconds), so answers state them exactly")
     margin: float = Field(0.2, ge=0, description="the shifted sound onset must stay this far inside the clip")
 
@@ -111,9 +112,10 @@ class ShiftSettings(_Section):
 
 
 class DataSection(_Section):
-    """Inputs, intervention ranges, per-source counts and the test split (see module docstring)."""
+    """Inputs, intervention ranges, per-source counts and the test split of the built data."""
 
-    annotations: list[str] = Field(default_factory=list, description="annotation JSONL files (contracts.md)")
+    annotations: list[str] = Field(default_factory=list, description="annotation JSONL files, one clip per "
+                                 "line with its event times (docs/formats.md)")
     media_roots: list[str] = Field(default_factory=list, description="folders outside an annotation file's folder "
                                    "that its video paths may point into (absolute, or relative to the recipe)")
     transition_times: list[TransitionTimesInput] = Field(default_factory=list)
@@ -150,8 +152,8 @@ class DataSection(_Section):
             raise ValueError("source spectrogram_mcq needs the spectrogram_mcq input (e.g. spectrogram_mcq: "
                              "{words: 4068})")
         if self.dpo.get("spectrogram_mcq"):
-            raise ValueError("dpo.spectrogram_mcq: the spectrogram benchmark gives SFT samples only (spectrogram_mcq.md"
-                             " finetunes with LoRA SFT); move the count to sft")
+            raise ValueError("dpo.spectrogram_mcq: the spectrogram benchmark gives SFT samples only (its finetuning "
+                             "is LoRA SFT); move the count to sft")
         sft = {k for k, n in self.sft.items() if n > 0}
         if sft & set(IMAGE_SOURCES) and sft - set(IMAGE_SOURCES):
             raise ValueError(f"sft: image rows (spectrogram_mcq) and clip rows ({sorted(sft - set(IMAGE_SOURCES))}) "

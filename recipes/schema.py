@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from recipes.data import DataSection
-from recipes.media import MediaSettings
+from recipes.media import PATCH_MULTIPLE, MediaSettings, backbone_patch_factor
 from recipes.paths import check_name
 from recipes.training import TrainingSections
 
@@ -38,9 +38,11 @@ class Recipe(TrainingSections):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: str
-    description: str = ""
-    seed: int = Field(0, description="one seed for data sampling, answer phrasing, shuffles and training")
+    name: str = Field(description="defaults to the file's name; the run goes to runs/<name>, the data to "
+                      "data/<name>")
+    description: str = Field("", description="one line for `harken recipes` (default: the recipe's header comment)")
+    seed: int = Field(0, description="one seed for data sampling, answer phrasing, shuffles and training",
+                      json_schema_extra={"hf": "seed, data_seed"})
     media: MediaSettings = MediaSettings()
     data: DataSection = DataSection()
     _source: str | None = PrivateAttr(None)  # the file it was loaded from (for commands printed in messages)
@@ -49,6 +51,18 @@ class Recipe(TrainingSections):
     @classmethod
     def _name_is_a_folder_name(cls, name: str) -> str:
         return check_name(name, "recipe name")  # it becomes data/<name> and runs/<name>
+
+    @model_validator(mode="before")
+    @classmethod
+    def _frames_fit_the_backbone(cls, raw: Any) -> Any:
+        # media.patch_factor left out: take the backbone's, so one recipe key (backbone) switches both.
+        if isinstance(raw, dict) and isinstance(raw.get("media", {}), dict):
+            media = dict(raw.get("media") or {})
+            if media.get("patch_factor") is None:
+                backbone = raw.get("backbone", cls.model_fields["backbone"].default)
+                media["patch_factor"] = backbone_patch_factor(str(backbone)) or PATCH_MULTIPLE
+                raw = {**raw, "media": media}
+        return raw
 
     def hash(self) -> str:
         """Content hash of the resolved recipe (what manifests and caches key on)."""

@@ -6,7 +6,7 @@ and each stage starts from the previous one's final weights. A mapping (not a li
 ``extends:`` a base recipe change one knob of one stage (``stages: {dpo: {beta: 0.2}}``) or switch a stage off
 (``enabled: false``) without restating the others.
 
-Impossible combinations fail at load with the key that is wrong (style.md §3): QLoRA without LoRA, ZeRO-3 with
+Impossible combinations fail at load with the key that is wrong: QLoRA without LoRA, ZeRO-3 with
 4-bit weights, a DPO stage with nothing to prefer, loss weights that do not line up with loss types, ...
 """
 
@@ -42,11 +42,12 @@ class _Section(BaseModel):
 class LoraSettings(_Section):
     """LoRA adapters (PEFT). ``enabled: false`` trains all weights of the chosen towers instead."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: train every weight of the chosen towers instead")
     r: int = Field(16, ge=1, description="adapter rank")
     alpha: int = Field(32, ge=1, description="scaling numerator: the update is scaled by alpha / r")
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1)
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1,
+                                      description="names of the linear layers that get adapters")
     towers: list[TOWERS] = Field(default_factory=lambda: ["language_model"], min_length=1,
                                  description="which parts of the thinker get adapters")
 
@@ -60,15 +61,17 @@ class LoraSettings(_Section):
 class QuantizationSettings(_Section):
     """QLoRA: the frozen base weights in 4-bit (bitsandbytes, CUDA only), adapters in bf16."""
 
-    enabled: bool = False
-    quant_type: Literal["nf4", "fp4"] = "nf4"  # NF4 + double quantisation = the QLoRA paper's recipe
-    double_quant: bool = True
+    enabled: bool = Field(False, description="4-bit base weights (QLoRA); needs lora.enabled and a CUDA GPU")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; NF4 with double quantisation is "
+                                              "the QLoRA paper's recipe")
+    double_quant: bool = Field(True, description="quantise the quantisation constants too (about 0.4 bit per "
+                               "parameter saved)")
 
 
 class StageData(_Section):
     """Which built dataset a stage reads: ``data/<recipe>/<dataset>/`` unless ``path`` says otherwise."""
 
-    dataset: Literal["sft", "dpo"] = Field(description="built dataset name (python -m data_builders build)")
+    dataset: Literal["sft", "dpo"] = Field(description="built dataset name (harken build)")
     path: str | None = Field(None, description="folder of a save_to_disk dataset, overriding data/<recipe>/<dataset>")
     limit: int | None = Field(None, ge=1, description="use only the first N rows (quick runs)")
 
@@ -77,40 +80,62 @@ class SelfSampled(_Section):
     """Build the DPO pairs at the start of the stage: the current policy answers the SFT prompts greedily; an answer
     judged wrong against the reference (:func:`train.self_sampled.answers_agree`) becomes the rejected side."""
 
-    enabled: bool = True
-    max_new_tokens: int = Field(48, ge=1)
-    batch_size: int = Field(4, ge=1)
+    enabled: bool = Field(True, description="build the pairs from the policy's own answers")
+    max_new_tokens: int = Field(48, ge=1, description="answer length cap when the policy answers")
+    batch_size: int = Field(4, ge=1, description="prompts answered at once")
     offset_tolerance: float = Field(0.5, ge=0, description="seconds: an offset this close to the reference is right")
 
 
 class Stage(_Section):
     """One training stage. DPO-only knobs (``beta``, ``loss_type``, ...) are refused on an SFT stage."""
 
-    kind: Literal["sft", "dpo"]
-    enabled: bool = True
+    kind: Literal["sft", "dpo"] = Field(description="sft: answer tokens' cross-entropy; dpo: preference loss")
+    enabled: bool = Field(True, description="false: skip this stage (an ablation switching a stage off)")
     data: StageData
     self_sampled: SelfSampled | None = None
-    epochs: float | None = Field(None, gt=0)
-    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
-    learning_rate: float = Field(gt=0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    batch_size: int = Field(1, ge=1, description="per device; a DPO row is a pair, i.e. two sequences")
-    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
-    beta: float | None = Field(None, gt=0, description="DPO: pull towards the reference (unset: 0.1, TRL's default)")
+    epochs: float | None = Field(None, gt=0, description="passes over the stage's rows",
+                                 json_schema_extra={"hf": "num_train_epochs"})
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs when set",
+                                  json_schema_extra={"hf": "max_steps"})
+    learning_rate: float = Field(gt=0, description="peak learning rate", json_schema_extra={"hf": "learning_rate"})
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="learning-rate schedule after warm-up", json_schema_extra={"hf": "lr_scheduler_type"})
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of the stage's steps spent warming up (transformers"
+                                " 5 reads a warmup_steps value below 1 as this share)",
+                                json_schema_extra={"hf": "warmup_steps"})
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay", json_schema_extra={"hf": "weight_decay"})
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm",
+                                 json_schema_extra={"hf": "max_grad_norm"})
+    batch_size: int = Field(1, ge=1, description="per device; a DPO row is a pair, i.e. two sequences",
+                            json_schema_extra={"hf": "per_device_train_batch_size"})
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps",
+                            json_schema_extra={"hf": "gradient_accumulation_steps"})
+    beta: float | None = Field(None, gt=0, description="DPO: pull towards the reference (unset: 0.1, TRL's default)",
+                               json_schema_extra={"hf": "beta"})
     loss_type: list[DpoLoss] | None = Field(None, min_length=1, description="DPO: TRL loss types, summed "
-                                            "(unset: [sigmoid])")
-    loss_weights: list[float] | None = Field(None, description="DPO: one weight per loss type")
-    sft_weight: float | None = Field(None, gt=0, description="DPO: add the chosen-answer NLL with this weight (RPO)")
-    label_smoothing: float | None = Field(None, ge=0, lt=0.5, description="DPO: robust / exo_pair smoothing")
-    deepspeed: str | None = Field(None, description="DeepSpeed JSON, absolute or relative to recipes/")
-    gradient_checkpointing: bool = False
-    save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (and at the end)")
-    save_total_limit: int | None = Field(None, ge=1, description="keep only the last N checkpoints (None: all)")
-    logging_steps: int = Field(1, ge=1)
-    num_workers: int = Field(0, ge=0, description="dataloader worker processes (clip decoding)")
+                                            "(unset: [sigmoid])", json_schema_extra={"hf": "loss_type"})
+    loss_weights: list[float] | None = Field(None, description="DPO: one weight per loss type",
+                                             json_schema_extra={"hf": "loss_weights"})
+    sft_weight: float | None = Field(None, gt=0, description="DPO: add the chosen-answer NLL with this weight (RPO): "
+                                     "an 'sft' entry in loss_type and loss_weights")
+    label_smoothing: float | None = Field(None, ge=0, lt=0.5, description="DPO: robust / exo_pair smoothing",
+                                          json_schema_extra={"hf": "label_smoothing"})
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON, absolute or relative to recipes/",
+                                  json_schema_extra={"hf": "deepspeed"})
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
+                                         "memory, about a third more compute",
+                                         json_schema_extra={"hf": "activation_checkpointing, gradient_checkpointing"})
+    save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps (and at the end)",
+                            json_schema_extra={"hf": "save_steps"})
+    save_total_limit: int | None = Field(None, ge=1, description="keep only the last N checkpoints (null: all)",
+                                         json_schema_extra={"hf": "save_total_limit"})
+    logging_steps: int = Field(1, ge=1, description="log every N optimizer steps",
+                               json_schema_extra={"hf": "logging_steps"})
+    num_workers: int = Field(0, ge=0, description="dataloader worker processes (clip decoding)",
+                             json_schema_extra={"hf": "dataloader_num_workers"})
+    trainer: dict[str, Any] = Field(default_factory=dict, description="any other field of TRL's SFTConfig (sft "
+                                    "stage) or DPOConfig (dpo stage), passed as it is, e.g. {optim: "
+                                    "adamw_torch_fused}; checked against that class at load")
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +145,13 @@ class Stage(_Section):
                 if raw.get(key) is not None:
                     raise ValueError(f"{key}: is a DPO setting; an sft stage has no preference loss (remove it)")
         return raw
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_fields_exist(cls, block: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from recipes.trainer_block import check_trainer_block
+
+        return check_trainer_block(info.data.get("kind", "sft"), block)
 
     @field_validator("loss_weights")
     @classmethod
@@ -196,12 +228,12 @@ def deepspeed_config(path: str) -> dict:
 class EvalSuite(_Section):
     """One eval suite to run on every checkpoint; ``options`` go to the suite as they are."""
 
-    enabled: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = Field(True, description="false: do not run this suite")
+    options: dict[str, Any] = Field(default_factory=dict, description="the suite's own options, passed as they are")
 
 
 class EvalSection(_Section):
-    """Suites ``python -m eval watch runs/<recipe>`` runs on every checkpoint of every stage."""
+    """Suites ``harken eval watch runs/<recipe>`` runs on every checkpoint of every stage."""
 
     every_checkpoint: bool = Field(True, description="False: only each stage's last checkpoint")
     suites: dict[str, EvalSuite] = Field(default_factory=dict)
@@ -219,9 +251,12 @@ class WandbSettings(_Section):
     """Weights & Biases logging. Offline (files under ./wandb) when no WANDB_API_KEY is set; JSONL/CSV logs are
     written either way."""
 
-    enabled: bool = False
-    project: str = "harken"
-    entity: str | None = None
+    enabled: bool = Field(False, description="log to Weights & Biases (the same as wandb in report_to)")
+    project: str = Field("harken", description="W&B project")
+    entity: str | None = Field(None, description="W&B team or user (default: the key's own)")
+
+
+Tracker = Literal["wandb", "tensorboard", "trackio", "mlflow"]
 
 
 class TrainingSections(BaseModel):
@@ -231,13 +266,17 @@ class TrainingSections(BaseModel):
 
     backbone: str = Field("tiny-qwen2.5-omni", description="hub id, local folder, or a reserved tiny name")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 on a GPU that has it, fp32 on CPU; bf16 refuses to run on CPU")
+        "auto", description="auto: bf16 on a GPU that has it, fp32 on CPU; bf16 refuses to run on CPU",
+        json_schema_extra={"hf": "bf16"})
     lora: LoraSettings = LoraSettings()
     quantization: QuantizationSettings = QuantizationSettings()
     stages: dict[str, Stage] = Field(default_factory=dict)
     export_merged: bool = Field(True, description="also write the last stage's adapter merged into full weights")
     eval: EvalSection = EvalSection()
     wandb: WandbSettings = WandbSettings()
+    report_to: list[Tracker] = Field(default_factory=list, description="experiment trackers every stage logs to, "
+                                     "besides log.jsonl/log.csv (wandb.enabled: true adds wandb)",
+                                     json_schema_extra={"hf": "report_to"})
 
     @field_validator("quantization")
     @classmethod

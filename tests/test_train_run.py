@@ -109,7 +109,7 @@ def test_rerun_skips_complete_stages(two_stage, capsys):
     recipe, run, data = two_stage
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     assert main([str(recipe), "--runs", str(run.parent), "--data", str(data)]) == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # progress lines go through logging, to stderr
     assert "sft: complete at step 3, skipped" in out and "dpo: complete at step 3, skipped" in out
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     assert after == before

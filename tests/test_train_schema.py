@@ -142,17 +142,17 @@ def test_every_deepspeed_config_is_json_with_a_zero_stage():
 
 
 def test_wandb_is_offline_without_a_key_and_off_when_disabled(tmp_path, monkeypatch):
-    from train.runtime import configure_wandb
+    from train.runtime import report_targets
 
     recipe = load_recipe(write_recipe(tmp_path, "ok", STAGES + "wandb: {enabled: true, project: p}\n"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert configure_wandb(recipe) == ["none"]
+    assert report_targets(recipe) == ["none"]
     monkeypatch.delenv("WANDB_MODE")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
-    assert configure_wandb(recipe) == ["wandb"]
+    assert report_targets(recipe) == ["wandb"]
     import os
 
     assert os.environ["WANDB_MODE"] == "offline" and os.environ["WANDB_PROJECT"] == "p"
     monkeypatch.delenv("WANDB_MODE")
-    assert configure_wandb(load_recipe(write_recipe(tmp_path, "off", STAGES))) == ["none"]
+    assert report_targets(load_recipe(write_recipe(tmp_path, "off", STAGES))) == ["none"]

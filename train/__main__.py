@@ -23,13 +23,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="folder with the built sft/ and dpo/ datasets "
                                                      "(default: ROOT/data/NAME)")
     add_root_argument(parser)
+    parser.add_argument("--dry-run", action="store_true", help="print the stages, data counts, steps, tokens per "
+                        "sample and estimated GPU memory per device; load no weights")
+    parser.add_argument("--gpus", type=int, default=None, help="with --dry-run: GPUs the run would use (default: "
+                        "WORLD_SIZE, else 1)")
     args = parser.parse_args(argv)
+    from recipes.quiet import quiet_startup
+
+    quiet_startup()
 
     def run() -> int:
+        import os
+
         from recipes.schema import load_recipe
-        from train.pipeline import run_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
+        if args.dry_run:
+            from train.dry_run import dry_run
+
+            print(dry_run(recipe, args.data, gpus=args.gpus or int(os.environ.get("WORLD_SIZE", "1"))))
+            return 0
+        from train.pipeline import run_recipe
+
         run_recipe(recipe, runs_root=args.runs, data_root=args.data)
         return 0
 

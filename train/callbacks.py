@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from recipes.cli import UserError
 from recipes.io import atomic_path, write_text
@@ -119,3 +120,32 @@ class RecipeIntoCheckpoints(TrainerCallback):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
             dump_recipe(self.recipe, ckpt / "recipe.yaml")
+
+
+class StageProgress(ProgressCallback):
+    """Trainer's progress bar named after the stage (steps, rate, ETA), with the latest loss and reward margin in
+    its postfix instead of a printed dict per log: the full records are in log.jsonl."""
+
+    SHOWN = ("loss", "rewards/margins")
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description(self.name)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            shown = {k.split("/")[-1]: f"{logs[k]:.4g}" for k in self.SHOWN if isinstance(logs.get(k), (int, float))}
+            if shown:
+                self.training_bar.set_postfix(shown, refresh=False)
+
+
+def with_stage_progress(trainer, name: str):
+    """Swap ``trainer``'s default progress bar for :class:`StageProgress`; returns the trainer."""
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(StageProgress(name))
+    return trainer

@@ -7,6 +7,7 @@ Used by ``python -m train`` (and by tests, which pass extra callbacks).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -58,7 +59,7 @@ def _fingerprints(ctx: StageContext, base_fp: str) -> tuple[str, str]:
 
 
 def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: str | Path | None = None,
-               callbacks: Sequence = (), log: Callable[[str], None] = print) -> list[StageResult]:
+               callbacks: Sequence = (), log: Callable[[str], None] | None = None) -> list[StageResult]:
     """Run every enabled stage of ``recipe`` into ``runs_root/<recipe>/<stage>/``; returns the stage results.
 
     Args:
@@ -67,7 +68,7 @@ def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: s
         data_root: folder holding the built ``sft``/``dpo`` datasets (default ``<project root>/data/<recipe>``);
             recorded in each stage's ``started.json`` so evaluation reads the same data.
         callbacks: extra ``TrainerCallback`` objects for every stage.
-        log: where progress lines go.
+        log: where progress lines go (default: this module's logger).
     Raises:
         TrainingSetupError: no stage, missing data, CUDA-only settings without CUDA, or a stage folder started
             with other settings.
@@ -75,6 +76,7 @@ def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: s
     from train import dpo, sft
 
     main_process = is_main_process()
+    log = log or logging.getLogger(__name__).info
     if not main_process:
         log = lambda _: None  # noqa: E731 - one copy of each progress line, not one per rank
     active = recipe.active_stages()

@@ -83,6 +83,27 @@ def check_hardware(recipe: Recipe, stage_name: str, stage: Stage) -> None:
             import deepspeed  # noqa: F401
         except ImportError as exc:
             raise TrainingSetupError(f"stages.{stage_name}.deepspeed needs DeepSpeed: pip install -e '.[gpu]'") from exc
+    check_trackers(recipe)
+
+
+# report_to name -> (module that must import, what to install). TensorBoard logging in transformers takes either.
+TRACKER_PACKAGES = {"wandb": (("wandb",), "wandb"), "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+                    "trackio": (("trackio",), "trackio"), "mlflow": (("mlflow",), "mlflow")}
+
+
+def check_trackers(recipe: Recipe) -> None:
+    """Refuse a tracker in ``report_to`` whose package is not installed, with the command that installs it.
+
+    Raises:
+        TrainingSetupError
+    """
+    import importlib.util
+
+    for tracker in report_targets(recipe, configure=False):
+        modules, package = TRACKER_PACKAGES[tracker]
+        if not any(importlib.util.find_spec(m) is not None for m in modules):
+            raise TrainingSetupError(f"report_to: {tracker} needs the {package} package: pip install {package} "
+                                     f"(or remove {tracker} from report_to)")
 
 
 def compute_dtype(recipe: Recipe):
@@ -215,7 +236,7 @@ def lora_targets(model, target_modules: list[str], towers: list[str]) -> tuple[l
 
 
 def trainer_kwargs(ctx: StageContext, report_to: list[str]) -> dict[str, Any]:
-    """Arguments shared by ``SFTConfig`` and ``DPOConfig`` for a stage (``report_to``: see :func:`configure_wandb`)."""
+    """Arguments shared by ``SFTConfig`` and ``DPOConfig`` for a stage (``report_to``: see :func:`report_targets`)."""
     import torch
 
     recipe, stage = ctx.recipe, ctx.stage
@@ -226,7 +247,9 @@ def trainer_kwargs(ctx: StageContext, report_to: list[str]) -> dict[str, Any]:
         gradient_accumulation_steps=stage.grad_accum,
         learning_rate=stage.learning_rate,
         lr_scheduler_type=stage.lr_scheduler,
-        warmup_steps=stage.warmup_ratio,  # transformers 5: a value < 1 is a fraction of the total steps
+        # transformers 5 has no warmup_ratio field: its warmup_steps takes the ratio itself (a value < 1 is a share
+        # of the total steps), so the recipe's ratio goes in unchanged and scales with the stage's length.
+        warmup_steps=stage.warmup_ratio,
         weight_decay=stage.weight_decay,
         max_grad_norm=stage.max_grad_norm,
         num_train_epochs=stage.epochs if stage.epochs is not None else 1.0,
@@ -240,35 +263,44 @@ def trainer_kwargs(ctx: StageContext, report_to: list[str]) -> dict[str, Any]:
         data_seed=recipe.seed,
         bf16=bf16,
         fp16=False,
-        gradient_checkpointing=stage.gradient_checkpointing,
+        activation_checkpointing=stage.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
         # Non-reentrant checkpointing works with frozen inputs (LoRA) and is PyTorch's recommended mode.
-        gradient_checkpointing_kwargs={"use_reentrant": False} if stage.gradient_checkpointing else None,
+        activation_checkpointing_kwargs={"use_reentrant": False} if stage.gradient_checkpointing else None,
         deepspeed=str(deepspeed_path(stage.deepspeed)) if stage.deepspeed else None,
         # Rows are records (paths + intervention specs) the collators decode; Trainer must not drop their columns.
         remove_unused_columns=False,
         dataloader_num_workers=stage.num_workers,
         report_to=report_to,
+        # One bar per stage (train.callbacks.StageProgress), also when transformers' logger is set quieter than
+        # WARNING (its default then turns the bar off and prints every log record instead).
+        disable_tqdm=False,
         run_name=f"{recipe.name}/{ctx.name}",
         max_length=None,  # truncating would cut video/audio placeholders away from their features
     )
     if not cuda_available():
         kwargs["use_cpu"] = True
+    kwargs.update(stage.trainer)  # checked at load: only fields no Harken key sets, with the right types
     return kwargs
 
 
-def configure_wandb(recipe: Recipe) -> list[str]:
-    """``report_to`` for the recipe: ["wandb"] when enabled (offline without WANDB_API_KEY), else "none".
+def report_targets(recipe: Recipe, configure: bool = True) -> list[str]:
+    """``report_to`` for the recipe's stages: its ``report_to`` list, plus wandb when ``wandb.enabled``; ["none"]
+    when empty. With ``configure``, W&B gets its project and entity, and runs offline without WANDB_API_KEY.
 
-    The environment wins: WANDB_MODE=disabled (the tests' setting) turns it off even when the recipe enables it.
+    The environment wins: WANDB_MODE=disabled (the tests' setting) drops wandb even when the recipe asks for it.
     """
-    if not recipe.wandb.enabled or os.environ.get("WANDB_MODE") == "disabled":
-        return ["none"]
-    if not os.environ.get("WANDB_API_KEY"):
-        os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_PROJECT", recipe.wandb.project)
-    if recipe.wandb.entity:
-        os.environ.setdefault("WANDB_ENTITY", recipe.wandb.entity)
-    return ["wandb"]
+    targets = list(dict.fromkeys([*recipe.report_to, *(["wandb"] if recipe.wandb.enabled else [])]))
+    if "wandb" in targets and os.environ.get("WANDB_MODE") == "disabled":
+        targets.remove("wandb")
+    if configure and "wandb" in targets:
+        if not os.environ.get("WANDB_API_KEY"):
+            os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_PROJECT", recipe.wandb.project)
+        if recipe.wandb.entity:
+            os.environ.setdefault("WANDB_ENTITY", recipe.wandb.entity)
+    if not configure:
+        return targets
+    return targets or ["none"]
 
 
 def dataset_dir(ctx: StageContext) -> Path:

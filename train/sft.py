@@ -13,9 +13,9 @@ from typing import Sequence
 
 from trl import SFTConfig, SFTTrainer
 
-from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints, StopOnNonFinite
+from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints, StopOnNonFinite, with_stage_progress
 from train.collators import ImageSFTCollator, SFTCollator
-from train.runtime import StageContext, configure_wandb, dataset_dir, load_model, load_rows, lora_config, \
+from train.runtime import StageContext, report_targets, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
 
 
@@ -24,13 +24,13 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = ()) -> SFTTrainer:
     stage's dataset, the Omni collator, JSONL/CSV logs and recipe copies in checkpoints."""
     # The config comes before the model: with a ZeRO-3 config alive, from_pretrained loads the weights already
     # partitioned across ranks instead of one full copy per process.
-    args = SFTConfig(**trainer_kwargs(ctx, configure_wandb(ctx.recipe)),
+    args = SFTConfig(**trainer_kwargs(ctx, report_targets(ctx.recipe)),
                      dataset_kwargs={"skip_prepare_dataset": True}, packing=False)
     rows = load_rows(ctx)
     model, processor = load_model(ctx.recipe, ctx.stage, ctx.base, ctx.base_ref)
     # A set holds clip rows or image rows (the recipe refuses a mix), so its columns say which collator it needs.
     collator = ImageSFTCollator if "images" in rows.column_names else SFTCollator
-    return SFTTrainer(
+    return with_stage_progress(SFTTrainer(
         model=model,
         args=args,
         train_dataset=rows,
@@ -39,7 +39,7 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = ()) -> SFTTrainer:
         peft_config=lora_config(ctx.recipe, model),
         callbacks=[JsonCsvLogger(ctx.out_dir), StopOnNonFinite(ctx.name), RecipeIntoCheckpoints(ctx.recipe),
                    *callbacks],
-    )
+    ), ctx.name)
 
 
 def train_stage(ctx: StageContext, resume_from: Path | None, callbacks: Sequence = ()) -> None:
