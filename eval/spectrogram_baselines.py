@@ -9,7 +9,6 @@ those properties (plus the position) fit on the train split and scored on the te
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Callable, Sequence
@@ -17,21 +16,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from data_builders.spectrogram_mcq import SpectrogramItem, load_lexicon, ped
+from eval.stats import wilson
 
 
 def _lev(a: Sequence, b: Sequence) -> int:
     return ped(a, b)  # the same Levenshtein, over letters instead of phoneme segments
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (well-behaved at small n and near 0 or 1)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass(frozen=True)

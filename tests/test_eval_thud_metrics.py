@@ -89,7 +89,8 @@ def test_undetermined_is_wrong_and_reported():
     assert m["temporal_sync"]["pair_accuracy"] == 50.0
     assert m["audio_existence"]["accuracy_original"] == 0.0  # undetermined is not "sound present"
     assert m["decomposition"]["shift"]["other"] == 50.0
-    assert m["undetermined_rate"]["original"] == {"value": pytest.approx(200 / 3), "n": 3}
+    assert m["undetermined_rate"]["original"] == {"value": pytest.approx(200 / 3), "n": 3,
+                                                  "ci95": [pytest.approx(20.766, abs=1e-3), pytest.approx(93.851, abs=1e-3)]}
     assert m["undetermined_rate"]["shift"]["value"] == 50.0
     assert m["undetermined_rate"]["all"]["value"] == 50.0
 
@@ -115,7 +116,8 @@ def test_decomposition_axes_bands_offset_error():
     assert d["correct_synced"] == 25.0 and d["correct_shift"] == 25.0 and d["wrong_direction"] == 12.5
     assert d["missed_shift"] == 12.5 and d["false_shift"] == 12.5 and d["other"] == 12.5
     assert sum(v for k, v in d.items() if k != "n") == pytest.approx(100.0)
-    assert m["axes"]["direction_error"] == {"value": pytest.approx(100 / 3), "n": 3}
+    assert m["axes"]["direction_error"] == {"value": pytest.approx(100 / 3), "n": 3,
+                                            "ci95": [pytest.approx(6.149, abs=1e-3), pytest.approx(79.234, abs=1e-3)]}
     assert m["axes"]["shift_miss"] == {"value": 25.0, "n": 4}
     assert m["axes"]["swap_false_match"] == {"value": 50.0, "n": 2}
     assert m["axes"]["swap_false_mismatch"] == {"value": 50.0, "n": 2}
