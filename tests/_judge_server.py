@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class JudgeServer:
-    """``with JudgeServer(reply) as srv:`` serves ``POST /v1/chat/completions`` at ``srv.url`` (http://127.0.0.1:PORT/v1)
-    with ``reply(messages) -> text``; ``srv.requests`` holds ``(headers, body)`` of each request, header names lower-cased."""
+    """``with JudgeServer(reply) as srv:`` serves ``POST /v1/chat/completions`` at ``srv.url``
+    (http://127.0.0.1:PORT/v1) with ``reply(messages) -> text``; ``srv.requests`` holds ``(headers, body)`` of each
+    request, header names lower-cased."""
 
     def __init__(self, reply):
         self.reply, self.requests = reply, []

@@ -93,8 +93,8 @@ def test_undetermined_is_wrong_and_reported():
     assert m["temporal_sync"]["pair_accuracy"] == 50.0
     assert m["audio_existence"]["accuracy_original"] == 0.0  # undetermined is not "sound present"
     assert m["decomposition"]["shift"]["other"] == 50.0
-    assert m["undetermined_rate"]["original"] == {"value": pytest.approx(200 / 3), "n": 3,
-                                                  "ci95": [pytest.approx(20.766, abs=1e-3), pytest.approx(93.851, abs=1e-3)]}
+    assert m["undetermined_rate"]["original"] == {
+        "value": pytest.approx(200 / 3), "n": 3, "ci95": [pytest.approx(20.766, abs=1e-3), pytest.approx(93.851, abs=1e-3)]}
     assert m["undetermined_rate"]["shift"]["value"] == 50.0
     assert m["undetermined_rate"]["all"]["value"] == 50.0
 

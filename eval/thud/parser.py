@@ -60,7 +60,8 @@ _CUES: dict[str, list[str]] = {
         r"\bearly\b", r"\bearlier than\b", r"\bahead( of)?\b", r"\bbefore the (visual|visible|impact|hit|"
         r"collision|event|action|object|video|picture|moment|ball|box|can|bottle)", r"\bprecedes?\b",
         r"\bpreceding\b", r"\b(audio|sound)( is)? lead(s|ing)\b",
-        r"\b(audio|sound) (comes|is heard|plays|arrives) first\b", r"\bleading the (video|picture|visuals?|image)\b", r"\btoo soon\b", r"\bpremature(ly)?\b",
+        r"\b(audio|sound) (comes|is heard|plays|arrives) first\b", r"\bleading the (video|picture|visuals?|image)\b",
+        r"\btoo soon\b", r"\bpremature(ly)?\b",
         r"\bheard (just )?before\b", r"\b(occurs?|comes?|arrives?|happens?|plays?|starts?)( \w+){0,2} before the\b",
         r"\banticipates?\b", r"\bprior to\b", r"\blead in the (audio|sound)\b",
     ],
@@ -80,8 +81,8 @@ _CUES: dict[str, list[str]] = {
 _DENY: dict[str, list[str]] = {
     "synced": [r"\bout of sync\b", r"\bun-?synchroni[sz]ed\b", r"\bdesynchroni[sz]ed\b", r"\basynchronous\b",
                r"\bmisaligned\b", r"\bde-?synced\b", r"\boff[- ]sync\b", r"\bnot in sync\b"],
-    "silent": [r"(?<!no )\b(sound|audio) is (present|there|audible)\b", r"\b(there is|there's|i hear|i can hear) (a |an )?"
-               r"(sound|audio|noise|thud|clang|knock|clink)"],
+    "silent": [r"\b(sound|audio) is (present|there|audible)\b",
+               r"\b(there is|there's|i hear|i can hear) (a |an )?(sound|audio|noise|thud|clang|knock|clink)"],
 }
 _SUBJ_VERB = r"(is |are |seems |seem |appears |appear |comes |come |runs |run )?(to be )?"
 _VIDEO_LAGS = re.compile(r"\b(the )?(video|picture|image|visuals?)( stream| track)? " + _SUBJ_VERB +
