@@ -219,3 +219,28 @@ def test_judge_reads_every_answer_and_keeps_the_parser_label(tmp_path, test_clip
             assert {r.parser_label for r in rows} == {parse_judge_reply("").label if "ball" in answer else "early"}
             summary = thud_suite.judge_summary(rows)
             assert summary["judged"] == len(items) and summary["agreement"]["value"] == 0.0
+
+
+def test_free_form_without_judge_is_marked_unreliable_and_a_served_judge_fixes_it(tmp_path, test_clips, monkeypatch):
+    from eval.report import write_report
+    from tests._judge_server import JudgeServer
+
+    # A model that narrates only what it sees: the parser cannot read it, so 100 % of answers are undetermined.
+    monkeypatch.setattr(thud_suite, "generate_answer", FakeModel(answer="A ball falls onto the floor.").generate)
+    res = thud_suite.run(_ctx(tmp_path / "a", {"annotations": str(test_clips), "modes": ["free_form"]}))
+    assert res["reliability"]["free_form"] == {"undetermined_pct": 100.0, "judged": False, "unreliable": True}
+    write_report({"checkpoint": "x", "settings": {}, "suites": {"thud": {"status": "ok", **res}}}, tmp_path / "a")
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "**unreliable**: 100% of free-form answers could not be labelled" in report
+    assert "| free_form | unreliable |" in report
+    assert res["item_plan"]["dropped"] == {"shift": 0, "swap": 0}
+    # The same answers read by a judge behind a real OpenAI-compatible server on 127.0.0.1.
+    with JudgeServer(lambda messages: '{"label": "synced", "offset": null}') as srv:
+        res = thud_suite.run(_ctx(tmp_path / "b", {"annotations": str(test_clips), "modes": ["free_form"],
+                                                   "judge": {"kind": "openai", "url": srv.url, "model": "m"}}))
+        n_answers = res["n_items"]
+        assert len(srv.requests) == n_answers
+    assert res["reliability"]["free_form"]["unreliable"] is False
+    assert res["judge"]["judged"] == n_answers and res["judge"]["agreement"]["value"] == 0.0
+    m = res["metrics"]["free_form"]
+    assert m["temporal_sync"]["accuracy_original"] == 100.0 and m["axes"]["mute_hallucination"]["value"] == 100.0
