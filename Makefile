@@ -57,4 +57,4 @@ bench-data:
 # `make compare runs="runs/ours10k runs/dpo_ctp ..."`: one Table-2-shaped table (first run = reference row)
 compare:
 	@if [ -z "$(runs)" ]; then echo 'usage: make compare runs="runs/A runs/B ..." [out=DIR]'; exit 2; fi
-	$(BIN)/python -m eval compare $(runs) --out $(or $(out),compare)
+	$(BIN)/python -m eval compare $(runs) --out $(or $(out),runs/compare)

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compare", help="one Table-2-shaped table (Markdown, CSV, plot) across runs or checkpoints")
     cp.add_argument("runs", nargs="+", help="run folders (their last checkpoint), checkpoint or eval folders, or "
                                             "results.json files; the first is the reference row")
-    cp.add_argument("--out", default="compare", help="output folder (default ./compare)")
+    cp.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     cp.add_argument("--mode", default="closed_set", choices=["closed_set", "free_form"], help="Thud mode to tabulate")
     return p
 

@@ -109,7 +109,7 @@ def test_label_command_with_parser_and_with_a_served_judge(tmp_path, capsys):
     with JudgeServer(lambda m: '{"label": "delayed", "offset": null}') as srv:
         assert eval_main(["label", "thud", str(src), "--judge-url", srv.url, "--judge-model", "m"]) == 0
         assert len(srv.requests) == 4
-    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{\"id\"")]
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["by"] for r in out] == ["judge"] * 4 and [r["label"] for r in out] == ["delayed"] * 4
     assert [r["parser_label"] for r in out] == ["synced", "delayed", "delayed", "undetermined"]
     assert summarise(out)["agreement"] == {"value": 50.0, "n": 4, "ci95": pytest.approx([15.0, 85.0], abs=0.1)}

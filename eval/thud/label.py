@@ -4,33 +4,38 @@ and ``by`` (``parser`` or ``judge``); a judged row also keeps ``parser_label`` a
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
+from pydantic import BaseModel, ConfigDict
+
+from data_builders.annotations import AnnotationError, iter_jsonl_models
 from eval.stats import wilson_pct
 from eval.thud.judge import JudgeConfig, Verdict
 from eval.thud.parser import parse_answer
 
 
+class AnswerRow(BaseModel):
+    """One answer to label; every other field of the row is kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str
+
+
 def read_answers(path: str | Path) -> list[dict]:
-    """Rows of an answers JSONL. Raises FileNotFoundError, or ValueError naming file, line and field."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: answers file does not exist")
+    """Rows of an answers JSONL.
+
+    Raises:
+        FileNotFoundError: no such file.
+        AnnotationError: (a ValueError) a line that is not a row with a string ``text``, naming file, line and field.
+    """
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise ValueError(f"{path}:{lineno}: field 'text': each row needs the answer as a string, "
-                             "e.g. {\"text\": \"The audio is delayed by 2 s.\"}")
-        rows.append(row)
+    for item in iter_jsonl_models(path, AnswerRow, "answers"):
+        if isinstance(item, AnnotationError):
+            raise item
+        rows.append(item[1].model_dump())
     return rows
 
 
