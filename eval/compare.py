@@ -43,9 +43,12 @@ def resolve_results(target: str | Path) -> tuple[str, Path]:
     p = Path(target)
     if p.is_file():
         return (p.parent.parent.name if p.parent.name == "eval" else p.parent.name), p
-    for cand in (p / "results.json", p / "eval" / "results.json"):
-        if cand.is_file():
-            return (p.name if cand.parent == p else f"{p.parent.name}/{p.name}"), cand
+    if (p / "results.json").is_file():  # an eval folder: runs/NAME/eval/base, CHECKPOINT/eval, or any other
+        if p.parent.name == "eval":
+            return f"{p.parent.parent.name} ({p.name})", p / "results.json"
+        return (f"{p.parent.parent.name}/{p.parent.name}" if p.name == "eval" else p.name), p / "results.json"
+    if (p / "eval" / "results.json").is_file():  # a checkpoint folder
+        return f"{p.parent.name}/{p.name}", p / "eval" / "results.json"
     if p.is_dir():
         for ck in reversed(run_checkpoints(p, run_recipe_of(p))):
             if (ck / "eval" / "results.json").is_file():

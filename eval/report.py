@@ -18,15 +18,15 @@ def _f(v) -> str:
     return "—" if v is None else f"{v:.1f}"
 
 
-def table1_cells(m: dict) -> list[str]:
+def table1_cells(m: dict, unreliable: bool = False) -> list[str]:
     """Table 1 row cells (Table 2's Sync, accuracies, Avg Gap, pair accuracies, undetermined %) of one metrics
-    dict."""
+    dict; ``unreliable`` shows that word instead of every number but the undetermined rate that explains it."""
     cells = [_f(m.get("sync", {}).get("value"))]
     cells += [_f(m.get(dim, {}).get(key)) for _, dim, key in TABLE1]
     cells.append(_f(m.get("avg_gap", {}).get("value")))
     cells += [_f(m.get(dim, {}).get("pair_accuracy")) for _, dim in PAIRS]
     cells.append(_f(m.get("undetermined_rate", {}).get("all", {}).get("value")))
-    return cells
+    return ["unreliable"] * (len(cells) - 1) + cells[-1:] if unreliable else cells
 
 
 TABLE1_HEADER = ["Sync"] + [h for h, _, _ in TABLE1] + ["Avg Gap"] + [h for h, _ in PAIRS] + ["Undet."]
@@ -80,8 +80,7 @@ def _thud_section(res: dict, out_dir: Path) -> list[str]:
     metrics = res.get("metrics", {})
     if metrics:
         lines += ["Accuracy % (Table 1 layout); pair = original and intervened both right; n = source clips.", ""]
-        rows = [[mode, *(["unreliable"] * len(TABLE1_HEADER) if unreliable_note(res, mode) else table1_cells(m))]
-                for mode, m in metrics.items()]
+        rows = [[mode, *table1_cells(m, unreliable=bool(unreliable_note(res, mode)))] for mode, m in metrics.items()]
         lines += _md_table(["mode", *TABLE1_HEADER], rows) + [""]
         for mode in metrics:
             note = unreliable_note(res, mode)
@@ -182,12 +181,13 @@ def write_run_report(run_dir: str | Path, entries: Sequence[tuple[str, dict]]) -
     modes = sorted({mode for _, r in entries for mode in r["suites"].get("thud", {}).get("metrics", {})})
     for mode in modes:
         flagged = [label for label, r in entries if unreliable_note(r["suites"].get("thud", {}), mode)]
-        rows = [[label, *(["unreliable"] * len(TABLE1_HEADER) if label in flagged
-                          else table1_cells(r["suites"]["thud"]["metrics"][mode]))] for label, r in entries
-                if mode in r["suites"].get("thud", {}).get("metrics", {})]
+        rows = [[label, *table1_cells(r["suites"]["thud"]["metrics"][mode], unreliable=label in flagged)]
+                for label, r in entries if mode in r["suites"].get("thud", {}).get("metrics", {})]
+        lines += [f"## Thud, {mode}", ""]
         if flagged:
-            lines += [f"Unreliable ({mode}: >= 20% of answers undetermined, no judge): {', '.join(flagged)}.", ""]
-        lines += [f"## Thud, {mode}", ""] + _md_table(["checkpoint", *TABLE1_HEADER], rows) + [""]
+            lines += [f"Unreliable (at least 20% of answers undetermined and no judge; the numbers would be unread "
+                      f"answers, not measured failures): {', '.join(flagged)}.", ""]
+        lines += _md_table(["checkpoint", *TABLE1_HEADER], rows) + [""]
         if len(rows) >= 2:
             first, last = rows[0], rows[-1]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-Z95 = 1.959963984540054
+Z95 = 1.96  # two-sided 95 %, as rounded in the literature (and bit-for-bit what earlier reports used)
 
 
 def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -232,7 +232,7 @@ def test_free_form_without_judge_is_marked_unreliable_and_a_served_judge_fixes_i
     write_report({"checkpoint": "x", "settings": {}, "suites": {"thud": {"status": "ok", **res}}}, tmp_path / "a")
     report = (tmp_path / "a" / "report.md").read_text()
     assert "**unreliable**: 100% of free-form answers could not be labelled" in report
-    assert "| free_form | unreliable |" in report
+    assert "| free_form | unreliable |" in report and "| unreliable | 100.0 |" in report
     assert res["item_plan"]["dropped"] == {"shift": 0, "swap": 0}
     # The same answers read by a judge behind a real OpenAI-compatible server on 127.0.0.1.
     with JudgeServer(lambda messages: '{"label": "synced", "offset": null}') as srv:

@@ -8,6 +8,12 @@ Rules, each there because the public release got it wrong (thud.md):
 - a cue preceded in its clause by a negation ("not in sync", "no delay") does not count for its label;
 - a hedge between two labels ("maybe synced, or slightly delayed") is ``undetermined``; a hedge on one label
   ("the audio seems delayed") is that label; a plain refusal ("I can't tell") is ``undetermined``.
+- narration counts: a clause that speaks of a sound places it late ("a bit after the impact"), early ("before he
+  lands") or at the event ("a thud as the man hits the ground": synced); a sound the answer says is heard with no
+  problem raised reads as synced;
+- offsets in digits or words ("800 ms", "two-second delay", "half a second", "one and a half seconds").
+
+Measured on the hand-labelled answers of ``tests/fixtures/thud_answers.jsonl`` (see the test of its accuracy).
 
 Precedence when several labels are asserted: silent > mismatched > delayed/early > synced (a missing or foreign
 sound makes timing moot; a stated shift overrides a vague "mostly in sync"). ``delayed`` and ``early`` together
