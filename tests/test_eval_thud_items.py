@@ -19,7 +19,7 @@ def _ts(sid, cond, label, offset=None):
     return {"source_id": sid, "dimension": "temporal_sync", "condition": cond, "offset": offset, "label": label}
 
 
-def test_sync_reproduces_table2_34_3_for_an_always_synced_model():
+def test_sync_reproduces_table2_34_3_for_an_always_synced_model(tmp_path, capsys):
     # Answers "synced" to every original; of 1000 delayed and 1000 early clips it gets 1.4 % right (14 each).
     rows = [_ts(f"o{i}", "original", "synced") for i in range(500)]
     rows += [_ts(f"d{i}", "shift", "delayed" if i < 14 else "synced", 2.0) for i in range(1000)]
@@ -33,6 +33,13 @@ def test_sync_reproduces_table2_34_3_for_an_always_synced_model():
     assert lo < 34.27 < hi and hi - lo < 2.0
     # The pooled Shift accuracy and the pooled temporal_sync accuracy tell another story than Sync.
     assert m["temporal_sync"]["accuracy_intervened"] == pytest.approx(1.4)
+    # The same number from the predictions file, through `python -m eval metrics thud`.
+    from eval.__main__ import main as eval_main
+
+    pred = tmp_path / "p.jsonl"
+    pred.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert eval_main(["metrics", "thud", str(pred)]) == 0
+    assert round(json.loads(capsys.readouterr().out)["sync"]["value"], 1) == 34.3
 
 
 def test_sync_needs_all_three_classes():
