@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m eval", description="Harken evaluation (contracts.md)")
+    p = argparse.ArgumentParser(prog="python -m eval", description="Harken evaluation")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="evaluate one checkpoint: results.json + report.md (+ plots)")
     r.add_argument("--checkpoint", required=True, help="checkpoint folder, backbone folder or tiny name")

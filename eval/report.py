@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-# Table 1 columns (thud.md): (header, dimension, key).
+# Table 1 columns of "When Vision Speaks for Sound": (header, dimension, key).
 TABLE1 = [("Sync orig", "temporal_sync", "accuracy_original"), ("Shift", "temporal_sync", "accuracy_intervened"),
           ("Exist orig", "audio_existence", "accuracy_original"), ("Mute", "audio_existence", "accuracy_intervened"),
           ("Consist orig", "sound_consistency", "accuracy_original"),
@@ -76,7 +76,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 def _thud_section(res: dict, out_dir: Path) -> list[str]:
     from eval.thud.plots import plot_all
 
-    lines = ["## Thud (thud.md)", ""]
+    lines = ["## Thud", ""]
     metrics = res.get("metrics", {})
     if metrics:
         lines += ["Accuracy % (Table 1 layout); pair = original and intervened both right; n = source clips.", ""]
@@ -134,7 +134,7 @@ def _spectrogram_section(res: dict) -> list[str]:
             ci = "—" if lo is None else f"{100 * lo:.1f}–{100 * hi:.1f}"
             rows.append([section[:-1], name, _pct(m), str(m.get("n")), ci, f"{m.get('mean_ped_selected', 0):.2f}",
                          f"{m.get('mean_ped_random', 0):.2f}"])
-    lines = ["## spectrogram_mcq (spectrogram_mcq.md)", "",
+    lines = ["## spectrogram_mcq", "",
              f"Accuracy %; chance {100 * res.get('chance', 0.25):.0f}%. PED = phonemic edit distance from the answer "
              "(0 when right): an informed error sits below a random pick's.", ""]
     lines += _md_table(["kind", "condition", "accuracy", "n", "95% CI", "PED selected", "PED random"], rows) + [""]

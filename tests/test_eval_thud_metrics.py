@@ -1,5 +1,6 @@
-"""Thud metrics on hand-built prediction sets with known answers (thud.md), and against an independent reference
-implementation written here from thud.md's tables on random prediction sets."""
+"""Thud metrics on hand-built prediction sets with known answers ("When Vision Speaks for Sound", Table 1 and
+Figures 3-5), and against an independent reference implementation written here from the metric definitions
+(docs/metrics.md) on random prediction sets."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def model_with_accuracies(acc: dict[str, tuple[float, float]], n: int = 1000) ->
 
 
 def test_table1_avg_gap_gemini_and_minicpm():
-    # Gemini's per-dimension gaps are 8.4, 86.6 and 75.3 (thud.md): (8.4 + 86.6 + 75.3) / 3 = 56.8.
+    # Gemini's per-dimension gaps are 8.4, 86.6 and 75.3 (the paper's Table 1): (8.4 + 86.6 + 75.3) / 3 = 56.8.
     gemini = compute_metrics(model_with_accuracies({"temporal_sync": (90.0, 81.6), "audio_existence": (100.0, 13.4),
                                                     "sound_consistency": (95.0, 19.7)}))
     assert gemini["temporal_sync"]["accuracy_original"] - gemini["temporal_sync"]["accuracy_intervened"] == \
@@ -94,7 +95,8 @@ def test_undetermined_is_wrong_and_reported():
     assert m["audio_existence"]["accuracy_original"] == 0.0  # undetermined is not "sound present"
     assert m["decomposition"]["shift"]["other"] == 50.0
     assert m["undetermined_rate"]["original"] == {
-        "value": pytest.approx(200 / 3), "n": 3, "ci95": [pytest.approx(20.766, abs=1e-3), pytest.approx(93.851, abs=1e-3)]}
+        "value": pytest.approx(200 / 3), "n": 3,
+        "ci95": [pytest.approx(20.766, abs=1e-3), pytest.approx(93.851, abs=1e-3)]}
     assert m["undetermined_rate"]["shift"]["value"] == 50.0
     assert m["undetermined_rate"]["all"]["value"] == 50.0
 
