@@ -94,6 +94,11 @@ def test_credential_only_over_https_or_loopback(monkeypatch):
 
     with pytest.raises(ValueError, match="recipe's own judge block"):
         suite_plan(None, ["thud"], ["thud.judge.api_key_env=JUDGE_KEY"])
+    from recipes.schema import RecipeError, load_recipe
+
+    with pytest.raises(RecipeError, match="api_key_env"):  # nor through the recipe overrides of make/train
+        load_recipe("demo", ["eval.suites.thud.options.judge={kind: openai, url: https://x.org/v1, model: m, "
+                             "api_key_env: JUDGE_KEY}"])
 
 
 def test_label_command_with_parser_and_with_a_served_judge(tmp_path, capsys):
