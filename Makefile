@@ -12,7 +12,7 @@ set ?=
 SET_ARGS := $(foreach s,$(set),--set $(s))
 SYSTEM_PACKAGES := espeak-ng
 
-.PHONY: pipeline install system-packages test demo bench-data help docs
+.PHONY: pipeline install system-packages test demo bench-data help docs compare
 
 # `make recipe=NAME`: data -> train (all stages) -> eval every checkpoint -> runs/NAME/report.md
 pipeline:
@@ -58,3 +58,7 @@ bench-data:
 # docs/recipes.md is generated from the recipe schema (a test checks it is up to date).
 docs:
 	$(BIN)/python -m recipes.harken recipe schema --markdown > docs/recipes.md
+# `make compare runs="runs/ours10k runs/dpo_ctp ..."`: one Table-2-shaped table (first run = reference row)
+compare:
+	@if [ -z "$(runs)" ]; then echo 'usage: make compare runs="runs/A runs/B ..." [out=DIR]'; exit 2; fi
+	$(BIN)/python -m eval compare $(runs) --out $(or $(out),runs/compare)

@@ -24,6 +24,8 @@ class ClipAnnotation(BaseModel):
     audio_event: str = ""
     t_audio: float = Field(ge=0)
     split: Literal["train", "test"] | None = None
+    audio_category: str | None = Field(None, description="sound category (e.g. 'glass breaking'); swap donors "
+                                                          "must differ in it (event_category)")
 
     @model_validator(mode="after")
     def _times_inside(self) -> "ClipAnnotation":
@@ -31,6 +33,20 @@ class ClipAnnotation(BaseModel):
             if getattr(self, name) > self.duration:
                 raise ValueError(f"{name}={getattr(self, name)} lies after the clip's end (duration={self.duration})")
         return self
+
+
+def event_category(ann: ClipAnnotation) -> str:
+    """The one key that says which sound a clip's audio event is, for building, materializing and evaluating
+    swaps alike: ``audio_category`` when the record has one, else the audio event text, case- and space-insensitive
+    ("Thud " and "thud" are one sound). Empty when the clip has no audio event."""
+    return " ".join((ann.audio_category or ann.audio_event or "").lower().split())
+
+
+def is_swap_donor(donor: ClipAnnotation, clip: ClipAnnotation) -> bool:
+    """Whether ``donor``'s track may replace ``clip``'s in a Swap: another clip, with an audio event, of another
+    category (a clip without an audio event has nothing to donate; the same category would not be a mismatch)."""
+    key = event_category(donor)
+    return bool(key) and donor.id != clip.id and key != event_category(clip)
 
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_builders.annotations import AnnotatedClip, AnnotationError, iter_annotations, write_jsonl
+from data_builders.annotations import AnnotationError, is_swap_donor, iter_annotations, write_jsonl
 from data_builders.interventions import ORIGINAL, Intervention, InterventionError, apply_intervention
 
 SHIFT_TOLERANCE_S = 0.025  # issue #3: a materialised shift measures within 25 ms of Δ
@@ -147,12 +147,6 @@ def spec_file_name(source_id: str, spec: Intervention) -> str:
     return f"{source_id}_{digest}.mp4"
 
 
-def _event_key(a: AnnotatedClip) -> str:
-    from data_builders.pairs import audio_event_key
-
-    return audio_event_key(a.record)
-
-
 def materialize(annotations: str | Path, out: str | Path, offsets: list[float] = (1.0, -2.0), seed: int = 0,
                 mute: bool = True, swap: bool = True, verify: bool = True, progress: bool = True) -> list[dict]:
     """Write the original and every intervention of every clip of ``annotations`` under ``out/videos/``, and
@@ -206,7 +200,7 @@ def materialize(annotations: str | Path, out: str | Path, offsets: list[float] =
         if mute:
             specs.append((Intervention(kind="mute"), None))
         if swap:
-            donors = [d for d in clips if d.record.id != cid and _event_key(d) != _event_key(clip)]
+            donors = [d for d in clips if is_swap_donor(d.record, clip.record)]
             if not donors:
                 skipped.append({"id": cid, "kind": "swap", "reason": "no_donor",
                                 "message": "no other clip has a different audio event"})

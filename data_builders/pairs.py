@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from data_builders.annotations import ClipAnnotation
+from data_builders.annotations import ClipAnnotation, is_swap_donor
 from data_builders.answers import FV_PROMPTS, FV_TEMPLATES, ClipFacts, answer, clip_prompt, fmt_seconds, pick
 from data_builders.interventions import ORIGINAL, Intervention
 from data_builders.readers import FineVideoClip, FVActivity, FVScene, FVSpeech, LlavaItem
@@ -27,13 +27,6 @@ from recipes.data import ShiftSettings
 
 class BuildError(ValueError):
     """A source that cannot produce what the recipe asks (e.g. no eligible input)."""
-
-
-def audio_event_key(ann: ClipAnnotation) -> str:
-    """What a swap donor must differ in (training.md: a different audio event): the synthetic ``object_class``
-    where present, else the audio event text, case- and space-insensitive. Eval and materialize use it too."""
-    extra = ann.model_extra or {}
-    return str(extra.get("object_class") or " ".join(ann.audio_event.lower().split()))
 
 
 @dataclass(frozen=True)
@@ -47,10 +40,6 @@ class Clip:
     @property
     def id(self) -> str:
         return self.ann.id
-
-    @property
-    def event_key(self) -> str:
-        return audio_event_key(self.ann)
 
     def facts(self) -> ClipFacts:
         return ClipFacts(self.ann.visual_event, self.ann.audio_event, self.ann.t_visual, self.ann.t_audio)
@@ -125,10 +114,21 @@ def register(name: str) -> Callable[[Builder], Builder]:
 # offsets and donors
 
 
+def shift_limits(t_audio: float, duration: float, margin: float) -> dict[int, float]:
+    """The largest |Δ| per sign (+1 delay, -1 early) that keeps the shifted sound onset ``margin`` seconds inside
+    the clip: a delay needs ``t_audio + |Δ| <= duration - margin``, an early shift ``t_audio - |Δ| >= margin``.
+    Training pairs and evaluation items both follow this rule, so no item asks about a sound pushed out of the clip."""
+    return {1: duration - margin - t_audio, -1: t_audio - margin}
+
+
+def shift_fits(offset: float, t_audio: float, duration: float, margin: float) -> bool:
+    """Whether a signed shift ``offset`` keeps the sound onset inside the clip (:func:`shift_limits`)."""
+    return offset != 0 and abs(offset) <= shift_limits(t_audio, duration, margin)[1 if offset > 0 else -1] + 1e-9
+
+
 def feasible_ranges(shift: ShiftSettings, t_audio: float, duration: float) -> dict[int, list[tuple[float, float]]]:
-    """Ranges of |Δ| per sign (+1 delay, -1 early) that keep the shifted sound onset ``shift.margin`` inside the
-    clip: a delay needs ``t_audio + |Δ| <= duration - margin``, an early shift ``t_audio - |Δ| >= margin``."""
-    limits = {1: duration - shift.margin - t_audio, -1: t_audio - shift.margin}
+    """Ranges of |Δ| per sign (+1 delay, -1 early) on the step grid that fit :func:`shift_limits`."""
+    limits = shift_limits(t_audio, duration, shift.margin)
     signs = {"both": (1, -1), "delay": (1,), "early": (-1,)}[shift.signs]
     out: dict[int, list[tuple[float, float]]] = {}
     for s in signs:
@@ -164,8 +164,8 @@ def shift_eligible(clips: list[Clip], shift: ShiftSettings) -> tuple[list[Clip],
 
 
 def donors_for(clip: Clip, clips: list[Clip]) -> list[Clip]:
-    """Clips whose audio event differs from ``clip``'s (training.md: a swap donor has a different audio event)."""
-    return [d for d in clips if d.id != clip.id and d.event_key != clip.event_key]
+    """Clips that may donate their track to ``clip`` (:func:`~data_builders.annotations.is_swap_donor`)."""
+    return [d for d in clips if is_swap_donor(d.ann, clip.ann)]
 
 
 def pick_donor(ann: ClipAnnotation, candidates: list[ClipAnnotation], rng: np.random.Generator) -> ClipAnnotation:
@@ -174,7 +174,7 @@ def pick_donor(ann: ClipAnnotation, candidates: list[ClipAnnotation], rng: np.ra
     Raises:
         BuildError: no candidate has a different audio event.
     """
-    pool = [c for c in candidates if c.id != ann.id and audio_event_key(c) != audio_event_key(ann)]
+    pool = [c for c in candidates if is_swap_donor(c, ann)]
     if not pool:
         raise BuildError(f"no swap donor for '{ann.id}': every other clip has the same audio event; add clips with "
                          "other sounds")

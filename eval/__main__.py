@@ -42,6 +42,19 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("predictions", help="a predictions JSONL, e.g. CHECKPOINT/eval/thud/predictions_closed_set.jsonl")
     m.add_argument("--bands", default=None, help="|offset| band edges in seconds, e.g. 0.5,1,2")
     sub.add_parser("suites", help="list registered suites")
+    lb = sub.add_parser("label", help="label free-form answers ({\"text\": ...} per line) with the parser or a judge")
+    lb.add_argument("suite", choices=["thud"])
+    lb.add_argument("answers")
+    lb.add_argument("--out", default=None, help="write the labelled JSONL here (default: standard output)")
+    lb.add_argument("--recipe", default=None, help="use this recipe's thud judge block (and its credential variable)")
+    lb.add_argument("--judge-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    lb.add_argument("--judge-model", default=None, help="the model name the server knows")
+    lb.add_argument("--judge-path", default=None, help="a local transformers causal LM folder as the judge")
+    cp = sub.add_parser("compare", help="one Table-2-shaped table (Markdown, CSV, plot) across runs or checkpoints")
+    cp.add_argument("runs", nargs="+", help="run folders (their last checkpoint), checkpoint or eval folders, or "
+                                            "results.json files; the first is the reference row")
+    cp.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    cp.add_argument("--mode", default="closed_set", choices=["closed_set", "free_form"], help="Thud mode to tabulate")
     return p
 
 
@@ -71,6 +84,15 @@ def _run(args: argparse.Namespace) -> int:
 
         edges = band_edges(args.bands) if args.bands else DEFAULT_BAND_EDGES
         print(dumps_json(compute_metrics(read_predictions(args.predictions), edges), indent=1))
+        return 0
+    if args.command == "label":
+        return _label(args)
+    if args.command == "compare":
+        from eval.compare import compare
+
+        paths = compare(args.runs, args.out, mode=args.mode)
+        print(paths["markdown"].read_text(encoding="utf-8"))
+        print(f"wrote {', '.join(str(p) for p in paths.values())}")
         return 0
     if args.command == "suites":
         from eval.suites import SUITES
@@ -115,6 +137,30 @@ def _run(args: argparse.Namespace) -> int:
                              f"{Path(args.run_dir).name!r} (train first, or pass the run folder of a recipe)")
         print(f"evaluated {len(entries)} checkpoint(s); wrote {Path(args.run_dir) / 'report.md'}")
         return 1 if any(r.get("status") == "error" for _, e in entries for r in e["suites"].values()) else 0
+    return 0
+
+
+def _label(args) -> int:
+    import json
+
+    from eval.thud.judge import make_judge
+    from eval.thud.label import judge_config, label_answers, read_answers, summarise
+    from eval.thud.prompts import FREE_FORM_PROMPT
+    from recipes.schema import load_recipe
+
+    rows = read_answers(args.answers)
+    config = judge_config(load_recipe(args.recipe) if args.recipe else None, args.judge_url, args.judge_model,
+                          args.judge_path)
+    judge = make_judge(config, FREE_FORM_PROMPT) if config is not None else None
+    labelled = label_answers(rows, judge, config.scope if config is not None else "all")
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in labelled)
+    if args.out:
+        from recipes.io import write_text
+
+        write_text(Path(args.out), text)
+    else:
+        sys.stdout.write(text)
+    print(json.dumps(summarise(labelled)), file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-# Columns of the Thud paper's Table 1: (header, dimension, key).
+# Table 1 columns of "When Vision Speaks for Sound": (header, dimension, key).
 TABLE1 = [("Sync orig", "temporal_sync", "accuracy_original"), ("Shift", "temporal_sync", "accuracy_intervened"),
           ("Exist orig", "audio_existence", "accuracy_original"), ("Mute", "audio_existence", "accuracy_intervened"),
           ("Consist orig", "sound_consistency", "accuracy_original"),
@@ -18,16 +18,55 @@ def _f(v) -> str:
     return "—" if v is None else f"{v:.1f}"
 
 
-def table1_cells(m: dict) -> list[str]:
-    """Table 1 row cells (accuracies, Avg Gap, pair accuracies, undetermined %) of one metrics dict."""
-    cells = [_f(m.get(dim, {}).get(key)) for _, dim, key in TABLE1]
+def table1_cells(m: dict, unreliable: bool = False) -> list[str]:
+    """Table 1 row cells (Table 2's Sync, accuracies, Avg Gap, pair accuracies, undetermined %) of one metrics
+    dict; ``unreliable`` shows that word instead of every number but the undetermined rate that explains it."""
+    cells = [_f(m.get("sync", {}).get("value"))]
+    cells += [_f(m.get(dim, {}).get(key)) for _, dim, key in TABLE1]
     cells.append(_f(m.get("avg_gap", {}).get("value")))
     cells += [_f(m.get(dim, {}).get("pair_accuracy")) for _, dim in PAIRS]
     cells.append(_f(m.get("undetermined_rate", {}).get("all", {}).get("value")))
-    return cells
+    return ["unreliable"] * (len(cells) - 1) + cells[-1:] if unreliable else cells
 
 
-TABLE1_HEADER = [h for h, _, _ in TABLE1] + ["Avg Gap"] + [h for h, _ in PAIRS] + ["Undet."]
+TABLE1_HEADER = ["Sync"] + [h for h, _, _ in TABLE1] + ["Avg Gap"] + [h for h, _ in PAIRS] + ["Undet."]
+
+
+def _ci(v: dict | None, value_key: str = "value", ci_key: str = "ci95", n_key: str = "n") -> list[str]:
+    """[value, 95% CI, n] cells of one measurement."""
+    v = v or {}
+    ci = v.get(ci_key)
+    return [_f(v.get(value_key)), "—" if not ci else f"{ci[0]:.1f}–{ci[1]:.1f}", str(v.get(n_key, 0))]
+
+
+def interval_rows(m: dict) -> list[list[str]]:
+    """Every Thud accuracy of one metrics dict as [metric, value, 95% CI, n] rows (Wilson intervals; Sync and
+    Avg Gap combine their parts' uncertainty)."""
+    rows = [["Sync (class-balanced)", *_ci(m.get("sync"))]]
+    rows += [[f"  Sync / {c}", *_ci(v)] for c, v in m.get("sync", {}).get("classes", {}).items()]
+    for header, dim, key in TABLE1:
+        d = m.get(dim)
+        if d:
+            side = "original" if key == "accuracy_original" else "intervened"
+            rows.append([header, *_ci(d, key, f"ci95_{side}", f"n_{side}")])
+    rows.append(["Avg Gap", *_ci(m.get("avg_gap"))[:2], f"{m.get('avg_gap', {}).get('n', 0)} dimensions"])
+    for header, dim in PAIRS:
+        if dim in m:
+            rows.append([header, *_ci(m[dim], "pair_accuracy", "ci95_pair")])
+    rows += [[f"band {b}", *_ci(v, "accuracy")] for b, v in m.get("bands", {}).items()]
+    rows += [[f"axis {k}", *_ci(v)] for k, v in m.get("axes", {}).items()]
+    rows += [[f"undetermined {k}", *_ci(v)] for k, v in m.get("undetermined_rate", {}).items()]
+    return rows
+
+
+def unreliable_note(res: dict, mode: str) -> str | None:
+    """Why a mode's numbers are not results (free form: too many answers undetermined and no judge), or None."""
+    rel = res.get("reliability", {}).get(mode)
+    if not rel or not rel.get("unreliable"):
+        return None
+    return (f"**unreliable**: {rel['undetermined_pct']:.0f}% of free-form answers could not be labelled and no judge "
+            "ran; the zeros below are unread answers, not measured failures. Configure a judge (thud option "
+            "`judge`) or read the closed-set table.")
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -41,8 +80,24 @@ def _thud_section(res: dict, out_dir: Path) -> list[str]:
     metrics = res.get("metrics", {})
     if metrics:
         lines += ["Accuracy % (Table 1 layout); pair = original and intervened both right; n = source clips.", ""]
-        rows = [[mode, *table1_cells(m)] for mode, m in metrics.items()]
+        rows = [[mode, *table1_cells(m, unreliable=bool(unreliable_note(res, mode)))] for mode, m in metrics.items()]
         lines += _md_table(["mode", *TABLE1_HEADER], rows) + [""]
+        for mode in metrics:
+            note = unreliable_note(res, mode)
+            lines += [f"- {mode}: {note}", ""] if note else []
+        plan = res.get("item_plan")
+        if plan:
+            lines += [f"Items: {plan['items']}; shifts per offset {plan['shift_offsets']}; dropped (clip too short "
+                      f"for any shift inside the margin, or no swap donor of another sound category): "
+                      f"{plan['dropped']}.", ""]
+        if res.get("judge"):
+            j = res["judge"]
+            lines += [f"Judge ({j.get('by')}) labelled {j['judged']} free-form answers; the parser agreed on "
+                      f"{j['agreement']['value']:.1f}% (95% CI {j['agreement']['ci95'][0]:.1f}–"
+                      f"{j['agreement']['ci95'][1]:.1f}, n={j['agreement']['n']}).", ""]
+        for mode, m in metrics.items():
+            lines += [f"#### {mode}: every accuracy with its 95% interval", ""]
+            lines += _md_table(["metric", "%", "95% CI", "n"], interval_rows(m)) + [""]
         for mode, m in metrics.items():
             n = ", ".join(f"{d}: {m[d]['n']}" for d in ("temporal_sync", "audio_existence", "sound_consistency")
                           if d in m)
@@ -58,6 +113,10 @@ def _thud_section(res: dict, out_dir: Path) -> list[str]:
         for mode, bands in res["sync_set"].items():
             lines += _md_table(["mode", *bands], [[mode, *[f"{_f(b['accuracy'])} (n={b['n']})"
                                                            for b in bands.values()]]]) + [""]
+            vgg = res.get("sync_set_sync", {}).get(mode)
+            if vgg:
+                value, ci, n = _ci(vgg)
+                lines += [f"- {mode}: VGGSync (class-balanced, as Sync) {value} (95% CI {ci}, n={n})", ""]
     return lines
 
 
@@ -124,14 +183,19 @@ def write_run_report(run_dir: str | Path, entries: Sequence[tuple[str, dict]]) -
     lines += curves_section(run_dir, entries)
     modes = sorted({mode for _, r in entries for mode in r["suites"].get("thud", {}).get("metrics", {})})
     for mode in modes:
-        rows = [[label, *table1_cells(r["suites"]["thud"]["metrics"][mode])] for label, r in entries
-                if mode in r["suites"].get("thud", {}).get("metrics", {})]
-        lines += [f"## Thud, {mode}", ""] + _md_table(["checkpoint", *TABLE1_HEADER], rows) + [""]
+        flagged = [label for label, r in entries if unreliable_note(r["suites"].get("thud", {}), mode)]
+        rows = [[label, *table1_cells(r["suites"]["thud"]["metrics"][mode], unreliable=label in flagged)]
+                for label, r in entries if mode in r["suites"].get("thud", {}).get("metrics", {})]
+        lines += [f"## Thud, {mode}", ""]
+        if flagged:
+            lines += [f"Unreliable (at least 20% of answers undetermined and no judge; the numbers would be unread "
+                      f"answers, not measured failures): {', '.join(flagged)}.", ""]
+        lines += _md_table(["checkpoint", *TABLE1_HEADER], rows) + [""]
         if len(rows) >= 2:
             first, last = rows[0], rows[-1]
 
             def delta(a: str, b: str) -> str:
-                return "—" if "—" in (a, b) else f"{float(b) - float(a):+.1f}"
+                return "—" if "—" in (a, b) or "unreliable" in (a, b) else f"{float(b) - float(a):+.1f}"
 
             lines += [f"### {first[0]} → {last[0]}", ""]
             lines += _md_table(["metric", first[0], last[0], "change"],

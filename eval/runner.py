@@ -104,12 +104,18 @@ def suite_plan(recipe=None, suites: Iterable[str] | None = None, sets: Iterable[
     if suites:
         plan = {name: plan.get(name, {}) for name in suites}
     for name, opts in parse_sets(sets).items():
+        if "api_key_env" in (opts.get("judge") or {}):
+            # A command line could otherwise point a recipe's judge at any variable of the environment.
+            raise ValueError(f"--set {name}.judge.api_key_env: a judge's credential variable is named only in the "
+                             "recipe's own judge block, never on the command line")
         if name in plan:
             plan[name] = _merge(plan[name], opts)
     if "thud" in plan and recipe is not None and "annotations" not in plan["thud"]:
         default = Path(data_dir) / "test_clips.jsonl"
         if default.is_file():
             plan["thud"]["annotations"] = str(default.resolve())
+    if "thud" in plan and recipe is not None and "margin" not in plan["thud"]:
+        plan["thud"]["margin"] = recipe.data.shift.margin  # eval items keep the margin training pairs keep
     bench = recipe.data.spectrogram_mcq if recipe is not None else None
     if "spectrogram_mcq" in plan and bench is not None and "items" not in plan["spectrogram_mcq"]:
         plan["spectrogram_mcq"]["items"] = str(bench.items_path(Path(data_dir)).resolve())

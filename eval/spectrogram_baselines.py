@@ -16,21 +16,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from data_builders.spectrogram_mcq import SpectrogramItem, load_lexicon, ped
+from eval.stats import wilson
 
 
 def _lev(a: Sequence, b: Sequence) -> int:
     return ped(a, b)  # the same Levenshtein, over letters instead of phoneme segments
-
-
-def wilson(correct: int, n: int, z: float = NormalDist().inv_cdf(0.975)) -> tuple[float, float]:
-    """Wilson score interval of a proportion (well-behaved at small n and near 0 or 1), by scipy's binomial test,
-    at the two-sided confidence level of the normal quantile ``z`` (default: 95%). (0, 1) when ``n`` is 0."""
-    if n == 0:
-        return (0.0, 1.0)
-    from scipy.stats import binomtest
-
-    ci = binomtest(correct, n).proportion_ci(confidence_level=2 * NormalDist().cdf(z) - 1, method="wilson")
-    return (float(ci.low), float(ci.high))
 
 
 @dataclass(frozen=True)

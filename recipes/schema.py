@@ -189,6 +189,11 @@ def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Reci
     tree = _read_yaml(path.resolve())
     tree.setdefault("name", path.stem)
     for assignment in overrides:
+        if "api_key_env" in assignment:
+            # Which environment variable a judge's key is read from is fixed in the file a person reviewed; an
+            # override could point a judge at any secret of the environment.
+            raise RecipeError(path, assignment.split("=", 1)[0].strip(), "a judge's credential variable "
+                              "(api_key_env) is named only in the recipe file itself, never by --set")
         _apply_override(tree, assignment, path)
     try:
         recipe = Recipe.model_validate(tree)

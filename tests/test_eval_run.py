@@ -64,7 +64,8 @@ def test_eval_run_on_a_tiny_lora_checkpoint(tmp_path, tiny_backbones, held_out, 
         m = thud["metrics"][mode]
         assert m["temporal_sync"]["n"] == 2 and m["audio_existence"]["n"] == 2 and m["sound_consistency"]["n"] == 2
     report = (out / "report.md").read_text()
-    assert "| mode | Sync orig | Shift |" in report
+    assert "| mode | Sync | Sync orig | Shift |" in report and "not available" in report
+    assert "every accuracy with its 95% interval" in report and "| Sync (class-balanced) |" in report
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert len(pngs) == 6 and all((out / "figures" / p).stat().st_size > 1000 for p in pngs)
     for p in pngs:
@@ -145,8 +146,10 @@ def test_run_checkpoints_in_training_order(tmp_path):
     assert got == ["sft/checkpoint-4", "sft/checkpoint-8", "dpo/checkpoint-4", "dpo/checkpoint-12", "other/checkpoint-1"]
     last_only = recipe.model_copy(update={"eval": recipe.eval.model_copy(update={"every_checkpoint": False})})
     assert [p.name for p in run_checkpoints(run, last_only)] == ["checkpoint-8", "checkpoint-12", "checkpoint-1"]
-    plan = suite_plan(recipe, None, ["thud.offsets=[1.0, -1.0]", "thud.judge.kind=http"])
-    assert plan == {"thud": {"limit": 3, "offsets": [1.0, -1.0], "judge": {"kind": "http"}}}
+    plan = suite_plan(recipe, None, ["thud.offsets=[1.0, -1.0]", "thud.judge.kind=openai"])
+    # The shift margin comes from the recipe's data section, as training uses it.
+    assert plan == {"thud": {"limit": 3, "offsets": [1.0, -1.0], "judge": {"kind": "openai"},
+                             "margin": recipe.data.shift.margin}}
     assert list(suite_plan(recipe, ["spectrogram_mcq"])) == ["spectrogram_mcq"]
     with pytest.raises(ValueError):
         suite_plan(recipe, None, ["limit=3"])

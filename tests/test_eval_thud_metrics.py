@@ -1,5 +1,6 @@
-"""Thud metrics on hand-built prediction sets with known answers (thud.md), and against an independent reference
-implementation written here from thud.md's tables on random prediction sets."""
+"""Thud metrics on hand-built prediction sets with known answers ("When Vision Speaks for Sound", Table 1 and
+Figures 3-5), and against an independent reference implementation written here from the metric definitions
+(docs/metrics.md) on random prediction sets."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ RIGHT = {("temporal_sync", "original"): "synced", ("audio_existence", "original"
 WRONG = {("temporal_sync", "original"): "delayed", ("audio_existence", "original"): "silent",
          ("sound_consistency", "original"): "mismatched", ("audio_existence", "mute"): "synced",
          ("sound_consistency", "swap"): "synced"}
+
+
+def _no_ci(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k != "ci95"}
 
 
 def _row(sid, dim, cond, label, offset=None, pred=None):
@@ -42,7 +47,7 @@ def model_with_accuracies(acc: dict[str, tuple[float, float]], n: int = 1000) ->
 
 
 def test_table1_avg_gap_gemini_and_minicpm():
-    # Gemini's per-dimension gaps are 8.4, 86.6 and 75.3 (thud.md): (8.4 + 86.6 + 75.3) / 3 = 56.8.
+    # Gemini's per-dimension gaps are 8.4, 86.6 and 75.3 (the paper's Table 1): (8.4 + 86.6 + 75.3) / 3 = 56.8.
     gemini = compute_metrics(model_with_accuracies({"temporal_sync": (90.0, 81.6), "audio_existence": (100.0, 13.4),
                                                     "sound_consistency": (95.0, 19.7)}))
     assert gemini["temporal_sync"]["accuracy_original"] - gemini["temporal_sync"]["accuracy_intervened"] == \
@@ -89,7 +94,9 @@ def test_undetermined_is_wrong_and_reported():
     assert m["temporal_sync"]["pair_accuracy"] == 50.0
     assert m["audio_existence"]["accuracy_original"] == 0.0  # undetermined is not "sound present"
     assert m["decomposition"]["shift"]["other"] == 50.0
-    assert m["undetermined_rate"]["original"] == {"value": pytest.approx(200 / 3), "n": 3}
+    assert m["undetermined_rate"]["original"] == {
+        "value": pytest.approx(200 / 3), "n": 3,
+        "ci95": [pytest.approx(20.766, abs=1e-3), pytest.approx(93.851, abs=1e-3)]}
     assert m["undetermined_rate"]["shift"]["value"] == 50.0
     assert m["undetermined_rate"]["all"]["value"] == 50.0
 
@@ -115,16 +122,17 @@ def test_decomposition_axes_bands_offset_error():
     assert d["correct_synced"] == 25.0 and d["correct_shift"] == 25.0 and d["wrong_direction"] == 12.5
     assert d["missed_shift"] == 12.5 and d["false_shift"] == 12.5 and d["other"] == 12.5
     assert sum(v for k, v in d.items() if k != "n") == pytest.approx(100.0)
-    assert m["axes"]["direction_error"] == {"value": pytest.approx(100 / 3), "n": 3}
-    assert m["axes"]["shift_miss"] == {"value": 25.0, "n": 4}
-    assert m["axes"]["swap_false_match"] == {"value": 50.0, "n": 2}
-    assert m["axes"]["swap_false_mismatch"] == {"value": 50.0, "n": 2}
+    assert m["axes"]["direction_error"] == {"value": pytest.approx(100 / 3), "n": 3,
+                                            "ci95": [pytest.approx(6.149, abs=1e-3), pytest.approx(79.234, abs=1e-3)]}
+    assert _no_ci(m["axes"]["shift_miss"]) == {"value": 25.0, "n": 4}
+    assert _no_ci(m["axes"]["swap_false_match"]) == {"value": 50.0, "n": 2}
+    assert _no_ci(m["axes"]["swap_false_mismatch"]) == {"value": 50.0, "n": 2}
     assert m["decomposition"]["swap"]["hallucinated_shift"] == 50.0
-    assert m["bands"]["(0, 0.5]"] == {"accuracy": 100.0, "n": 1}
-    assert m["bands"]["(0.5, 1]"] == {"accuracy": 0.0, "n": 1}
-    assert m["bands"]["(1, 2]"] == {"accuracy": 0.0, "n": 1}
-    assert m["bands"]["(2, inf)"] == {"accuracy": 100.0, "n": 1}
-    assert m["bands"]["synced"] == {"accuracy": 50.0, "n": 4}
+    assert _no_ci(m["bands"]["(0, 0.5]"]) == {"accuracy": 100.0, "n": 1}
+    assert _no_ci(m["bands"]["(0.5, 1]"]) == {"accuracy": 0.0, "n": 1}
+    assert _no_ci(m["bands"]["(1, 2]"]) == {"accuracy": 0.0, "n": 1}
+    assert _no_ci(m["bands"]["(2, inf)"]) == {"accuracy": 100.0, "n": 1}
+    assert _no_ci(m["bands"]["synced"]) == {"accuracy": 50.0, "n": 4}
     oe = m["offset_error"]
     assert oe["n"] == 2 and oe["mean"] == pytest.approx(0.85) and oe["median"] == pytest.approx(0.85)
     assert oe["within_0_5"] == 50.0 and oe["within_1_0"] == 50.0

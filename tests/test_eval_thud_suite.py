@@ -168,9 +168,14 @@ def test_sync_set_per_band(tmp_path, test_clips, fake):
     res = thud_suite.run(_ctx(tmp_path, {"sync_set": str(sync), "modes": ["closed_set"]}))
     bands = res["sync_set"]["closed_set"]
     # The stand-in says "delayed": right on +1.2 s, wrong on -1.2 s and on the synced clips.
-    assert bands["synced"] == {"accuracy": 0.0, "n": 2}
-    assert bands["medium"] == {"accuracy": 50.0, "n": 4}
+    assert {k: bands["synced"][k] for k in ("accuracy", "n")} == {"accuracy": 0.0, "n": 2}
+    assert bands["synced"]["ci95"] == [0.0, pytest.approx(65.762, abs=1e-3)]
+    assert {k: bands["medium"][k] for k in ("accuracy", "n")} == {"accuracy": 50.0, "n": 4}
     assert bands["all"]["n"] == 6
+    # VGGSync: class-balanced over synced (0/2), delayed (2/2) and early (0/2) = 33.3.
+    vgg = res["sync_set_sync"]["closed_set"]
+    assert vgg["value"] == pytest.approx(100 / 3) and vgg["n"] == 6
+    assert {c: v["n"] for c, v in vgg["classes"].items()} == {"synced": 2, "delayed": 2, "early": 2}
     assert all(q[1].startswith(closed_set_question("x", "temporal_sync", 0).prompt.split("\n")[0])
                for q in fake.seen)
 
@@ -182,27 +187,60 @@ def test_bad_options_fail_before_any_work(tmp_path):
         thud_suite.run(_ctx(tmp_path, {}))
 
 
-def test_judge_only_for_undetermined_and_recorded(tmp_path, test_clips, monkeypatch):
-    from eval.thud.judge import JudgeConfig, parse_judge_reply
+def test_judge_reads_every_answer_and_keeps_the_parser_label(tmp_path, test_clips, monkeypatch):
+    from eval.thud.judge import JudgeConfig, Verdict, parse_judge_reply
     from eval.thud.parser import Parsed
 
     assert parse_judge_reply('Sure: {"label": "early", "offset": 0.7}') == Parsed("early", 0.7)
     assert parse_judge_reply('{"label": "kinda"}').label == "undetermined"
     assert parse_judge_reply("no json").label == "undetermined"
     with pytest.raises(ValueError):
-        JudgeConfig(kind="http")
-    for answer, expect_by in (("A ball hits the ground.", "judge"), ("The audio is early.", "parser")):
-        fm = FakeModel(answer=answer)
-        monkeypatch.setattr(thud_suite, "generate_answer", fm.generate)
+        JudgeConfig(kind="openai")
+    cases = [("all", "The audio is early.", "judge"), ("undetermined", "The audio is early.", "parser"),
+             ("undetermined", "A ball hits the ground.", "judge")]
+    for scope, answer, expect_by in cases:
+        monkeypatch.setattr(thud_suite, "generate_answer", FakeModel(answer=answer).generate)
         asked: list[str] = []
 
         def judge(text):
             asked.append(text)
-            return Parsed("mismatched")
+            return Verdict(Parsed("mismatched"), '{"label": "mismatched"}')
 
         opts = thud_suite.ThudOptions(annotations=str(test_clips), modes=["free_form"],
-                                      judge=JudgeConfig(kind="http", url="http://unused", model="m"))
+                                      judge=JudgeConfig(kind="openai", url="http://127.0.0.1:9/v1", model="m",
+                                                        scope=scope))
         items = build_items(held_out_clips(test_clips))
-        rows = thud_suite.evaluate_items(_ctx(tmp_path / expect_by, {}), items, opts, judge)["free_form"]
+        rows = thud_suite.evaluate_items(_ctx(tmp_path / f"{scope}{len(answer)}", {}), items, opts,
+                                         judge)["free_form"]
         assert {r.labelled_by for r in rows} == {expect_by}
-        assert bool(asked) == (expect_by == "judge")
+        assert len(asked) == (len(items) if expect_by == "judge" else 0)
+        if expect_by == "judge":
+            assert {r.label for r in rows} == {"mismatched"}
+            assert {r.parser_label for r in rows} == {parse_judge_reply("").label if "ball" in answer else "early"}
+            summary = thud_suite.judge_summary(rows)
+            assert summary["judged"] == len(items) and summary["agreement"]["value"] == 0.0
+
+
+def test_free_form_without_judge_is_marked_unreliable_and_a_served_judge_fixes_it(tmp_path, test_clips, monkeypatch):
+    from eval.report import write_report
+    from tests._judge_server import JudgeServer
+
+    # A model that narrates only what it sees: the parser cannot read it, so 100 % of answers are undetermined.
+    monkeypatch.setattr(thud_suite, "generate_answer", FakeModel(answer="A ball falls onto the floor.").generate)
+    res = thud_suite.run(_ctx(tmp_path / "a", {"annotations": str(test_clips), "modes": ["free_form"]}))
+    assert res["reliability"]["free_form"] == {"undetermined_pct": 100.0, "judged": False, "unreliable": True}
+    write_report({"checkpoint": "x", "settings": {}, "suites": {"thud": {"status": "ok", **res}}}, tmp_path / "a")
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "**unreliable**: 100% of free-form answers could not be labelled" in report
+    assert "| free_form | unreliable |" in report and "| unreliable | 100.0 |" in report
+    assert res["item_plan"]["dropped"] == {"shift": 0, "swap": 0}
+    # The same answers read by a judge behind a real OpenAI-compatible server on 127.0.0.1.
+    with JudgeServer(lambda messages: '{"label": "synced", "offset": null}') as srv:
+        res = thud_suite.run(_ctx(tmp_path / "b", {"annotations": str(test_clips), "modes": ["free_form"],
+                                                   "judge": {"kind": "openai", "url": srv.url, "model": "m"}}))
+        n_answers = res["n_items"]
+        assert len(srv.requests) == n_answers
+    assert res["reliability"]["free_form"]["unreliable"] is False
+    assert res["judge"]["judged"] == n_answers and res["judge"]["agreement"]["value"] == 0.0
+    m = res["metrics"]["free_form"]
+    assert m["temporal_sync"]["accuracy_original"] == 100.0 and m["axes"]["mute_hallucination"]["value"] == 100.0

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from data_builders.annotations import AnnotatedClip, read_annotations
+from data_builders.annotations import AnnotatedClip, is_swap_donor, read_annotations
 from data_builders.interventions import Intervention
+from data_builders.pairs import shift_fits
+from recipes.data import ShiftSettings
 
 # Offsets covering every band of thud.md Figure 5, both signs: (0,0.5], (0.5,1], (1,2], (2,inf).
 DEFAULT_OFFSETS: tuple[float, ...] = (0.3, -0.3, 0.8, -0.8, 1.5, -1.5, 2.2, -2.2)
+# The training margin (recipe data.shift.margin) unless the suite is told otherwise; the runner passes the recipe's.
+DEFAULT_MARGIN: float = ShiftSettings.model_fields["margin"].default
 
 
 @dataclass(frozen=True)
@@ -52,48 +57,79 @@ def held_out_clips(annotations: str | Path, limit: int | None = None) -> list[An
     return clips[:limit] if limit else clips
 
 
-def _sound_class(clip: AnnotatedClip) -> str:
-    extra = clip.record.model_extra or {}
-    return str(extra.get("object_class") or clip.record.audio_event or clip.record.id)
+@dataclass
+class ItemPlan:
+    """The items of a Thud run and what could not be asked: ``dropped[kind]`` lists the source ids that got no
+    shift (every offset would push the sound out of the clip) or no swap (no donor of another sound category)."""
+
+    items: list[ThudItem]
+    dropped: dict[str, list[str]] = field(default_factory=lambda: {"shift": [], "swap": []})
+
+    def summary(self) -> dict:
+        """Counts for results.json and the report: items per condition, shifts per offset, dropped per kind."""
+        shifts = Counter(f"{i.offset:+g}" for i in self.items if i.condition == "shift")
+        return {"items": dict(Counter(i.condition for i in self.items)),
+                "shift_offsets": dict(sorted(shifts.items(), key=lambda kv: float(kv[0]))),
+                "dropped": {k: len(v) for k, v in self.dropped.items()},
+                "dropped_ids": {k: v for k, v in self.dropped.items() if v}}
 
 
-def build_items(clips: Sequence[AnnotatedClip], offsets: Sequence[float] = DEFAULT_OFFSETS, shifts_per_clip: int = 1,
-                seed: int = 0, conditions: Sequence[str] = ("shift", "mute", "swap")) -> list[ThudItem]:
+def _pick_offsets(clip: AnnotatedClip, offsets: Sequence[float], used: Counter, want: int, margin: float,
+                  rotation: int) -> list[float]:
+    """Up to ``want`` offsets that fit ``clip`` (the training margin rule), least-used first so the run stays
+    balanced across bands and signs when short clips rule some offsets out; ties go round-robin (``rotation``)."""
+    rec = clip.record
+    order = [float(offsets[(rotation + j) % len(offsets)]) for j in range(len(offsets))]
+    fitting = [o for o in order if shift_fits(o, rec.t_audio, rec.duration, margin)]
+    fitting.sort(key=lambda o: used[o])  # stable: equal counts keep the rotation order
+    return fitting[:want]
+
+
+def plan_items(clips: Sequence[AnnotatedClip], offsets: Sequence[float] = DEFAULT_OFFSETS, shifts_per_clip: int = 1,
+               seed: int = 0, conditions: Sequence[str] = ("shift", "mute", "swap"),
+               margin: float = DEFAULT_MARGIN) -> ItemPlan:
     """Every condition of every clip: the original, ``shifts_per_clip`` shifts, a mute and a swap.
 
-    Shift offsets are dealt round-robin from a seeded rotation of ``offsets`` so that a set of
-    ``len(offsets) / shifts_per_clip`` clips covers every band and sign; offsets not shorter than the clip are
-    skipped. The swap donor is a seeded choice among clips with a different audio event (thud.md); a clip without
-    such a donor gets no swap.
+    Shifts keep the shifted sound onset ``margin`` seconds inside the clip, as training pairs do
+    (:func:`~data_builders.pairs.shift_fits`); a clip too short for every offset gets no shift and is counted in
+    ``dropped``. Offsets are dealt least-used first from a seeded rotation, so every band and sign is asked about
+    equally often as far as the clips allow. The swap donor is a seeded choice among clips that may donate
+    (:func:`~data_builders.annotations.is_swap_donor`: an audio event of another category); a clip without one gets
+    no swap and is counted.
     """
     rng = random.Random(seed)
     start = rng.randrange(len(offsets)) if offsets else 0
-    items: list[ThudItem] = []
-    k = 0
-    for clip in clips:
+    plan = ItemPlan(items=[])
+    used: Counter = Counter()
+    for k, clip in enumerate(clips):
         rec = clip.record
-        items.append(ThudItem(f"{rec.id}|original", rec.id, clip.path, "original", Intervention()))
+        plan.items.append(ThudItem(f"{rec.id}|original", rec.id, clip.path, "original", Intervention()))
         if "shift" in conditions and offsets:
-            taken = 0
-            for _ in range(len(offsets)):
-                if taken == shifts_per_clip:
-                    break
-                off = float(offsets[(start + k) % len(offsets)])
-                k += 1
-                if abs(off) >= rec.duration:
-                    continue
-                items.append(ThudItem(f"{rec.id}|shift|{off:+.3f}", rec.id, clip.path, "shift",
-                                      Intervention(kind="shift", offset=off), offset=off))
-                taken += 1
+            picked = _pick_offsets(clip, offsets, used, shifts_per_clip, margin, start + k * shifts_per_clip)
+            if not picked:
+                plan.dropped["shift"].append(rec.id)
+            for off in picked:
+                used[off] += 1
+                plan.items.append(ThudItem(f"{rec.id}|shift|{off:+.3f}", rec.id, clip.path, "shift",
+                                           Intervention(kind="shift", offset=off), offset=off))
         if "mute" in conditions:
-            items.append(ThudItem(f"{rec.id}|mute", rec.id, clip.path, "mute", Intervention(kind="mute")))
+            plan.items.append(ThudItem(f"{rec.id}|mute", rec.id, clip.path, "mute", Intervention(kind="mute")))
         if "swap" in conditions:
-            donors = [d for d in clips if _sound_class(d) != _sound_class(clip)]
-            if donors:
-                donor = random.Random(f"{seed}|swap|{rec.id}").choice(donors)
-                items.append(ThudItem(f"{rec.id}|swap|{donor.record.id}", rec.id, clip.path, "swap",
-                                      Intervention(kind="swap", donor=donor.record.id, donor_video=str(donor.path))))
-    return items
+            donors = [d for d in clips if is_swap_donor(d.record, rec)]
+            if not donors:
+                plan.dropped["swap"].append(rec.id)
+                continue
+            donor = random.Random(f"{seed}|swap|{rec.id}").choice(donors)
+            plan.items.append(ThudItem(f"{rec.id}|swap|{donor.record.id}", rec.id, clip.path, "swap",
+                                       Intervention(kind="swap", donor=donor.record.id, donor_video=str(donor.path))))
+    return plan
+
+
+def build_items(clips: Sequence[AnnotatedClip], offsets: Sequence[float] = DEFAULT_OFFSETS, shifts_per_clip: int = 1,
+                seed: int = 0, conditions: Sequence[str] = ("shift", "mute", "swap"),
+                margin: float = DEFAULT_MARGIN) -> list[ThudItem]:
+    """The items of :func:`plan_items` (without its dropped counts)."""
+    return plan_items(clips, offsets, shifts_per_clip, seed, conditions, margin).items
 
 
 def read_sync_set(path: str | Path) -> list[ThudItem]:

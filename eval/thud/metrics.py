@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from eval.stats import combined_pct, wilson_pct
 from eval.thud.records import (DIMENSIONS, INTERVENED, SHIFT_LABELS, SOUND_PRESENT, PredictionRow, is_correct)
 
 # thud.md Figure 5: default |Δ| band edges in seconds -> bands (0, 0.5], (0.5, 1.0], (1.0, 2.0], (2.0, ∞).
@@ -24,7 +25,39 @@ def _pct(k: int, n: int) -> float | None:
 
 
 def _share(rows: Sequence[PredictionRow], pred) -> dict:
-    return {"value": _pct(sum(1 for r in rows if pred(r)), len(rows)), "n": len(rows)}
+    k = sum(1 for r in rows if pred(r))
+    return {"value": _pct(k, len(rows)), "n": len(rows), "ci95": wilson_pct(k, len(rows))}
+
+
+SYNC_CLASSES: tuple[str, ...] = ("synced", "delayed", "early")
+
+
+def sync_class(row: PredictionRow) -> str:
+    """The class a temporal_sync row belongs to for Sync: ``synced`` (original), ``delayed`` (Δ > 0), ``early``."""
+    if row.condition == "original":
+        return "synced"
+    return "delayed" if row.offset > 0 else "early"
+
+
+def sync_metric(rows: Iterable[PredictionRow]) -> dict:
+    """Sync: class-balanced temporal_sync accuracy, the mean of the synced, delayed and early class accuracies.
+
+    Inferred from "When Vision Speaks for Sound", Table 2: Qwen3-Omni's 34.3 is (100 + 1.4 + 1.4) / 3, what a
+    model that always answers "synced" scores when it gets 1.4 % of shifted clips right. Pooling all rows instead
+    would let the share of originals in the set decide the number. ``value`` is None unless all three classes are
+    present (a missing class has no accuracy to average).
+    """
+    per: dict[str, list[bool]] = {c: [] for c in SYNC_CLASSES}
+    for r in rows:
+        if r.dimension == "temporal_sync":
+            per[sync_class(r)].append(is_correct(r))
+    classes = {c: {"value": _pct(sum(v), len(v)), "n": len(v), "ci95": wilson_pct(sum(v), len(v))}
+               for c, v in per.items()}
+    complete = all(per[c] for c in SYNC_CLASSES)
+    terms = [(1 / 3, sum(v), len(v)) for v in per.values()]
+    return {"value": statistics.fmean(classes[c]["value"] for c in SYNC_CLASSES) if complete else None,
+            "n": sum(len(v) for v in per.values()), "ci95": combined_pct(terms) if complete else None,
+            "classes": classes}
 
 
 def _fmt(x: float) -> str:
@@ -68,8 +101,8 @@ def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[f
     Returns:
         A JSON-able dict: one entry per dimension present (``accuracy_original``, ``accuracy_intervened``,
         ``pair_accuracy``, ``n`` = source clips with both an original and an intervened answer, ``n_original``,
-        ``n_intervened``), plus ``avg_gap``, ``axes``, ``decomposition``, ``bands``, ``offset_error``,
-        ``undetermined_rate`` and ``n_rows``.
+        ``n_intervened``, ``ci95_*`` 95% intervals in percent), plus ``avg_gap``, ``sync``, ``axes``,
+        ``decomposition``, ``bands``, ``offset_error``, ``undetermined_rate`` and ``n_rows``.
     Raises:
         pydantic.ValidationError: a row that is not a valid prediction.
     """
@@ -79,15 +112,15 @@ def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[f
         by_dim[r.dimension].append(r)
     out: dict = {"n_rows": len(rows)}
 
-    gaps = []
+    gaps, gap_terms = [], []
     for dim in DIMENSIONS:
         drows = by_dim.get(dim, [])
         if not drows:
             continue
         orig = [r for r in drows if r.condition == "original"]
         inter = [r for r in drows if r.condition == INTERVENED[dim]]
-        acc_o = _pct(sum(map(is_correct, orig)), len(orig))
-        acc_i = _pct(sum(map(is_correct, inter)), len(inter))
+        k_o, k_i = sum(map(is_correct, orig)), sum(map(is_correct, inter))
+        acc_o, acc_i = _pct(k_o, len(orig)), _pct(k_i, len(inter))
         # Pair accuracy (thud.md): share of source clips whose original AND intervened answers are all correct.
         # With several intervened answers per clip (e.g. several shifts) every one of them must be right.
         per_clip: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"o": [], "i": []})
@@ -99,11 +132,18 @@ def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[f
         both = sum(1 for v in paired if all(v["o"]) and all(v["i"]))
         out[dim] = {"accuracy_original": acc_o, "accuracy_intervened": acc_i,
                     "pair_accuracy": _pct(both, len(paired)), "n": len(paired),
-                    "n_original": len(orig), "n_intervened": len(inter)}
+                    "n_original": len(orig), "n_intervened": len(inter),
+                    "ci95_original": wilson_pct(k_o, len(orig)), "ci95_intervened": wilson_pct(k_i, len(inter)),
+                    "ci95_pair": wilson_pct(both, len(paired))}
         if acc_o is not None and acc_i is not None:
             gaps.append(acc_o - acc_i)
-    # Avg Gap (thud.md, inferred from Table 1): mean over dimensions of accuracy original - accuracy intervened.
-    out["avg_gap"] = {"value": statistics.fmean(gaps) if gaps else None, "n": len(gaps)}
+            gap_terms += [(1.0, k_o, len(orig)), (-1.0, k_i, len(inter))]
+    # Avg Gap (inferred from "When Vision Speaks for Sound", Table 1: Gemini (8.4 + 86.6 + 75.3) / 3 = 56.8): mean
+    # over dimensions of accuracy original - accuracy intervened.
+    out["avg_gap"] = {"value": statistics.fmean(gaps) if gaps else None, "n": len(gaps),
+                      "ci95": combined_pct([(w / len(gaps), k, n) for w, k, n in gap_terms], -100.0, 100.0)
+                      if gaps else None}
+    out["sync"] = sync_metric(rows)
 
     def cond(dim: str, c: str) -> list[PredictionRow]:
         return [r for r in by_dim.get(dim, []) if r.condition == c]
@@ -159,8 +199,8 @@ def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[f
     bands: dict[str, list[PredictionRow]] = {name: [] for name in band_names(band_edges)}
     for r in by_dim.get("temporal_sync", []):
         bands[band_of(r.offset if r.condition == "shift" else None, band_edges)].append(r)
-    out["bands"] = {name: {"accuracy": _pct(sum(map(is_correct, b)), len(b)), "n": len(b)}
-                    for name, b in bands.items()}
+    out["bands"] = {name: {"accuracy": _pct(sum(map(is_correct, b)), len(b)), "n": len(b),
+                           "ci95": wilson_pct(sum(map(is_correct, b)), len(b))} for name, b in bands.items()}
 
     # thud.md offset error: shifted clips answered delayed/early with a number, |predicted - |Δ||.
     errs = [abs(abs(r.predicted_offset) - abs(r.offset)) for r in directed if r.predicted_offset is not None]

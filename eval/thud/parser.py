@@ -8,6 +8,12 @@ Rules, each there because the public release got it wrong (thud.md):
 - a cue preceded in its clause by a negation ("not in sync", "no delay") does not count for its label;
 - a hedge between two labels ("maybe synced, or slightly delayed") is ``undetermined``; a hedge on one label
   ("the audio seems delayed") is that label; a plain refusal ("I can't tell") is ``undetermined``.
+- narration counts: a clause that speaks of a sound places it late ("a bit after the impact"), early ("before he
+  lands") or at the event ("a thud as the man hits the ground": synced); a sound the answer says is heard with no
+  problem raised reads as synced;
+- offsets in digits or words ("800 ms", "two-second delay", "half a second", "one and a half seconds").
+
+Measured on the hand-labelled answers of ``tests/fixtures/thud_answers.jsonl`` (see the test of its accuracy).
 
 Precedence when several labels are asserted: silent > mismatched > delayed/early > synced (a missing or foreign
 sound makes timing moot; a stated shift overrides a vague "mostly in sync"). ``delayed`` and ``early`` together
@@ -31,6 +37,10 @@ _CUES: dict[str, list[str]] = {
         r"\b(can ?not|can't|cannot|do not|don't|couldn't) hear (any|anything)\b", r"\bhear nothing\b",
         r"\bnothing (can be |is )?(heard|audible)\b", r"\b(sound|audio) is (absent|missing)\b",
         r"\bwithout (any )?(sound|audio)\b", r"\b(sound|audio) (is|was) not present\b", r"\binaudible\b",
+        r"\b(can ?not|can't|cannot|do not|don't|couldn't) (detect|perceive) (any|a) (sound|audio|noise)",
+        r"\b(audio|sound|track) (contains|has) nothing\b", r"\b(audio|sound): (none|absent|missing)\b",
+        r"\bno (audio|sound) is\b", r"\b(can ?not|can't|cannot|couldn't) hear a thing\b",
+        r"\bmissing (its |the )?(audio|sound)\b", r"\b(audio|sound)( track)? is empty\b",
     ],
     "mismatched": [
         r"\b(does not|doesn't|do not|don't|did not|didn't) (match|correspond|fit|belong)",
@@ -39,6 +49,8 @@ _CUES: dict[str, list[str]] = {
         r"\b(sound|audio) (of|from) (a |an )?(different|another|other)\b",
         r"\b(different|another|other) (sound|object|event|source|clip|video)\b(?! (is|was) (heard|in sync))",
         r"\bbelongs? to (a |an )?(different|another|other)\b", r"\bdubbed\b", r"\bnot from (this|the same)\b",
+        r"\b(sound|audio|noise) is wrong\b", r"\bnot the (sound|noise) of\b", r"\bnothing to do with\b",
+        r"\bnot the (right|correct|expected) (sound|noise|audio)\b", r"\bincorrect sound\b",
     ],
     "delayed": [
         r"\b(audio|sound|noise|thud|clang|impact sound)('s| is| was| comes| arrives| seems| appears)?"
@@ -47,19 +59,24 @@ _CUES: dict[str, list[str]] = {
         r"\bbehind the (video|picture|visual|image|action|event)", r"\bafter the (visual|visible|impact|hit|"
         r"collision|event|action|object|video|picture|moment)",
         r"\bheard (only )?after\b", r"\b(occurs?|comes?|arrives?|happens?|plays?|starts?|sounds?)( \w+){0,2} after "
-        r"the\b",
+        r"the\b", r"\blater than\b", r"\btrails?\b", r"\btrailing\b",
+        r"\b(audio|sound) follows\b", r"\b(video|picture|image|visuals?) (comes|is) first\b",
     ],
     "early": [
         r"\bearly\b", r"\bearlier than\b", r"\bahead( of)?\b", r"\bbefore the (visual|visible|impact|hit|"
         r"collision|event|action|object|video|picture|moment|ball|box|can|bottle)", r"\bprecedes?\b",
-        r"\bpreceding\b", r"\b(audio|sound) leads\b", r"\btoo soon\b", r"\bpremature(ly)?\b",
+        r"\bpreceding\b", r"\b(audio|sound)( is)? lead(s|ing)\b",
+        r"\b(audio|sound) (comes|is heard|plays|arrives) first\b", r"\bleading the (video|picture|visuals?|image)\b",
+        r"\btoo soon\b", r"\bpremature(ly)?\b",
         r"\bheard (just )?before\b", r"\b(occurs?|comes?|arrives?|happens?|plays?|starts?)( \w+){0,2} before the\b",
-        r"\banticipates?\b",
+        r"\banticipates?\b", r"\bprior to\b", r"\blead in the (audio|sound)\b",
     ],
     "synced": [
         r"\bin sync\b", r"\bsynchroni[sz]ed\b", r"\bsynced\b", r"\bin synch?\b", r"\baligned\b",
         r"\bwell[- ]timed\b", r"\bcoincides?\b", r"\bat the same (time|moment|instant)\b", r"\bsimultaneous(ly)?\b",
         r"\bexactly when\b", r"\bright when\b", r"\bon time\b", r"\bperfect(ly)? timed?\b",
+        r"\b(match|matches|line|lines) up\b", r"\btimed (correctly|right|properly|well)\b",
+        r"\btiming (is|looks|seems) (right|correct|fine|good)\b",
     ],
     # "The sound matches what I see" says the source fits, not when it is heard: it reads as synced only when the
     # answer says nothing about timing, and it never conflicts with a stated shift.
@@ -70,13 +87,31 @@ _CUES: dict[str, list[str]] = {
 _DENY: dict[str, list[str]] = {
     "synced": [r"\bout of sync\b", r"\bun-?synchroni[sz]ed\b", r"\bdesynchroni[sz]ed\b", r"\basynchronous\b",
                r"\bmisaligned\b", r"\bde-?synced\b", r"\boff[- ]sync\b", r"\bnot in sync\b"],
-    "silent": [r"\b(sound|audio) is (present|there|audible)\b", r"\b(there is|there's|i hear|i can hear) (a |an )?"
-               r"(sound|audio|noise|thud|clang|knock|clink)"],
+    "silent": [r"\b(sound|audio) is (present|there|audible)\b",
+               r"\b(there is|there's|i hear|i can hear) (a |an )?(sound|audio|noise|thud|clang|knock|clink)"],
 }
-_VIDEO_LAGS = re.compile(r"\b(the )?(video|picture|image|visuals?)( stream| track)? (is |seems |appears |comes )?"
-                         r"(to be )?(lags?|lagging|delayed|late|behind)( behind)?( the (audio|sound))?")
-_VIDEO_LEADS = re.compile(r"\b(the )?(video|picture|image|visuals?)( stream| track)? (is |seems |appears |comes )?"
-                          r"(to be )?(ahead|early|leads|precedes)( of)?( the (audio|sound))?")
+_SUBJ_VERB = r"(is |are |seems |seem |appears |appear |comes |come |runs |run )?(to be )?"
+_VIDEO_LAGS = re.compile(r"\b(the )?(video|picture|image|visuals?)( stream| track)? " + _SUBJ_VERB +
+                         r"(lags?|lagging|delayed|late|behind)( behind)?( the (audio|sound))?")
+_VIDEO_LEADS = re.compile(r"\b(the )?(video|picture|image|visuals?)( stream| track)? " + _SUBJ_VERB +
+                          r"(ahead|early|leads?|precedes)( of)?( the (audio|sound))?")
+# "Neither early nor late" asserts sync; word by word it would only deny two labels.
+_NEITHER = re.compile(r"\bneither (early|late|delayed|ahead|behind) nor (early|late|delayed|ahead|behind)\b")
+# Narration (what omni models say most often): a sound the answer says is heard, and where it places it. In a
+# clause that speaks of a sound, "after"/"later" places it late, "before"/"prior to" early, and "as"/"when"/"at the
+# moment" at the event. A heard sound with no timing problem raised answers the question as in sync: the question
+# asks for a delay, a silence or a mismatch, and the answer reports none (still: a hedge or a refusal wins).
+_SOUNDS = (r"(thuds?|thumps?|crash(es)?|bangs?|clangs?|clanks?|splash(es)?|cracks?|smacks?|crunch(es)?|clatters?|"
+           r"shatter(ing)?|booms?|pops?|knocks?|clinks?|thwacks?|slams?|whacks?|squeaks?|screech(es)?|sounds?|"
+           r"noises?|audio|soundtrack|whistles?|impact sound)")
+_HEARD = re.compile(r"\b(i|you|we|one) (can |could )?(clearly )?hear\b|\b(is|are|was|be) (clearly )?(audible|heard)\b"
+                    r"|\brings? out\b|\bthere('s| is) an? (\w+ ){0,2}" + _SOUNDS + r"\b")
+_SOUND_WORD = re.compile(r"\b(hear|hears|heard|audible)\b|\b" + _SOUNDS + r"\b")
+_TIMING: dict[str, str] = {
+    "delayed": r"\b(after|later)\b",
+    "early": r"\b(before|prior to|earlier)\b",
+    "synced": r"\b(as|when|while|the instant|the moment|at the moment|at that (very )?moment|just as|right as)\b",
+}
 _NO_DELAY = re.compile(r"\b(no|without( any)?|zero) (noticeable |perceptible |apparent |visible |audible |audio |sound "
                        r"|significant |discernible )*(delay|lag|offset|latency)s?\b")
 _REFUSAL = re.compile(
@@ -84,12 +119,12 @@ _REFUSAL = re.compile(
     r"(tell|determine|say|judge)|hard to (tell|say|judge)|difficult to (tell|say|judge|determine)|unclear|"
     r"impossible to (tell|say|determine)|no way to (tell|know)|i don't know|do not know)\b")
 _HEDGE_OR = re.compile(r"\b(or|either|maybe|perhaps|possibly|might|could|whether)\b")
-_NUM = (r"(\d+(?:\.\d+)?|\.\d+|half a|a half|one|two|three|four|five|six|seven|eight|nine|ten|a couple of|"
-        r"a fraction of a)")
+_NUM = (r"(\d+(?:\.\d+)?|\.\d+|one and a half|two and a half|half a|a half|one|two|three|four|five|six|seven|"
+        r"eight|nine|ten|a couple of|a fraction of a|a)")
 _WORDS = {"half a": 0.5, "a half": 0.5, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-          "eight": 8, "nine": 9, "ten": 10, "a couple of": 2.0}
-_OFFSET = re.compile(_NUM + r"(?:\s*(?:-|to|–)\s*" + _NUM + r")?\s*(?:s\b|sec\b|secs\b|seconds?\b|ms\b|"
-                     r"milliseconds?\b)")
+          "eight": 8, "nine": 9, "ten": 10, "a couple of": 2.0, "one and a half": 1.5, "two and a half": 2.5, "a": 1}
+_OFFSET = re.compile(r"(?<![\w.])" + _NUM + r"(?:\s*(?:-|to|–)\s*" + _NUM + r")?(?:\s*-\s*|\s*)(?:s\b|sec\b|secs\b|"
+                     r"seconds?\b|ms\b|milliseconds?\b)")
 _LETTER = re.compile(r"^\s*(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*\(?([A-Z])\)?(?:[.:)\s]|$)"
                      r"|^\s*\(?([A-Z])\)?\s*[.:)]?\s*$|^\s*\(([A-Z])\)", re.IGNORECASE)
 _LETTER_STRICT = re.compile(r"^\s*\(?([A-Z])\)?\s*[.:)]?\s*$|^\s*\(([A-Z])\)")
@@ -148,12 +183,14 @@ def parse_offset(text: str) -> float | None:
 
 def _clauses(text: str) -> list[str]:
     # Negation scope ends at clause boundaries: "it is not silent, the audio is delayed" has two clauses.
-    return [c for c in re.split(r"[.;!?\n]|,\s*(?:but|and|so|though|although|while|yet)\b|\bbut\b|\bhowever\b"
+    return [c for c in re.split(r"(?<!\d)\.|\.(?!\d)|[;!?\n]|,\s*(?:but|and|so|though|although|while|yet)\b|\bbut\b"
+                                r"|\bhowever\b"
                                 r"|\bthough\b|\balthough\b", text) if c.strip()]
 
 
 def _negated(clause: str, start: int) -> bool:
-    window = clause[max(0, start - 40):start]
+    # The four words before a cue, within its phrase: "there is no audio, just silence" does not negate "silence".
+    window = re.split(r"[,:;\-–]", clause[max(0, start - 40):start])[-1]
     return bool(_NEG.search(" ".join(window.split()[-4:])))
 
 
@@ -163,7 +200,8 @@ def _asserted(text: str) -> tuple[set[str], set[str]]:
     denied: set[str] = set()
     for clause in _clauses(text):
         for label, pats in _DENY.items():
-            if any(re.search(p, clause) for p in pats):
+            # "No audible sound is present" does not deny silence: a denial that is itself negated is no denial.
+            if any(not _negated(clause, m.start()) for p in pats for m in re.finditer(p, clause)):
                 denied.add(label)
         for label, pats in _CUES.items():
             own = label in ("silent", "mismatched")  # their cues carry the negation ("no sound", "not match")
@@ -179,7 +217,21 @@ def _asserted(text: str) -> tuple[set[str], set[str]]:
             # "not delayed" matches several cue patterns; any match inside a negated span is the same denial.
             if any(all(e <= a or s >= b for a, b in neg) for s, e in pos):
                 said.add(label)
+        said |= _narrated(clause)
     return said, denied
+
+
+def _narrated(clause: str) -> set[str]:
+    """Labels a narrating clause implies (see ``_HEARD``): where it places a sound it speaks of, or ``synced`` for a
+    sound it says is heard without placing it."""
+    if not _SOUND_WORD.search(clause):
+        return set()
+    placed = {label for label, pat in _TIMING.items()
+              if any(not _negated(clause, m.start()) for m in re.finditer(pat, clause))}
+    if placed:
+        return placed
+    heard = [m for m in _HEARD.finditer(clause) if not _negated(clause, m.start())]
+    return {"synced"} if heard else set()
 
 
 def parse_answer(text: str, options: Mapping[str, str] | Sequence[str] | None = None) -> Parsed:
@@ -207,9 +259,11 @@ def parse_answer(text: str, options: Mapping[str, str] | Sequence[str] | None = 
     # The video as subject inverts direction: "the video lags behind the audio" means the audio is early.
     # "No noticeable delay" asserts sync; as a negated "delay" cue it would only deny "delayed".
     t = _NO_DELAY.sub(" in sync", t)
+    t = _NEITHER.sub(" in sync", t)
     t = _VIDEO_LAGS.sub(" audio is early", t)
     t = _VIDEO_LEADS.sub(" audio is delayed", t)
-    said, denied = _asserted(t)
+    # A leading "No," / "Yes," answers the first question; left in, it would negate the clause's first cue.
+    said, denied = _asserted(re.sub(r"^(no|yes|yep|nope)[,.!:;]\s*", "", t))
     for lab in ("silent", "synced"):  # an explicit denial ("out of sync", "I hear a thud") outweighs a loose cue
         if lab in denied:
             said.discard(lab)
@@ -236,6 +290,8 @@ def parse_answer(text: str, options: Mapping[str, str] | Sequence[str] | None = 
             return Parsed("undetermined", offset)  # "in sync, or maybe slightly delayed"
         return Parsed(shifts.pop(), offset)
     if "synced" in said or "consistent" in said:
+        if hedged and re.search(r"\bor (slightly |a bit |somewhat |maybe )?(off|out of sync|not)\b", t):
+            return Parsed("undetermined")  # "it might be in sync or slightly off"
         if "synced" in denied:  # "it is not in sync" plus a matching-sound remark, no direction given
             return Parsed("undetermined", offset)
         if _REFUSAL.search(t):

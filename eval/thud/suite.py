@@ -20,15 +20,19 @@ from data_builders.interventions import apply_intervention
 from data_builders.media import load_audio, load_clip
 from eval.context import EvalContext
 from eval.scoring import score_options
-from eval.thud.items import DEFAULT_OFFSETS, ThudItem, build_items, held_out_clips, read_sync_set
-from eval.thud.judge import JudgeConfig, make_judge
-from eval.thud.metrics import DEFAULT_BAND_EDGES, compute_metrics
+from eval.stats import wilson_pct
+from eval.thud.items import DEFAULT_MARGIN, DEFAULT_OFFSETS, ThudItem, held_out_clips, plan_items, read_sync_set
+from eval.thud.judge import JudgeConfig, Verdict, make_judge
+from eval.thud.metrics import DEFAULT_BAND_EDGES, compute_metrics, sync_metric
 from eval.thud.parser import Parsed, parse_answer
 from eval.thud.prompts import FREE_FORM_PROMPT, closed_set_question
 from eval.thud.records import DIMENSIONS, INTERVENED, PredictionRow, is_correct
 from train.inputs import chat_messages, encode, forward_kwargs
 
 SUITE = "thud"
+# Free-form results with at least this share of undetermined answers and no judge are flagged unreliable: the
+# parser could not read them, and reading their zeros as measured failures would mislead.
+UNRELIABLE_UNDETERMINED_PCT = 20.0
 # Which dimension questions each condition answers (thud.md: the original answers all three).
 DIMS_OF: dict[str, tuple[str, ...]] = {"original": DIMENSIONS, **{c: (d,) for d, c in INTERVENED.items()}}
 
@@ -43,7 +47,9 @@ class ThudOptions(BaseModel):
     modes: list[str] = Field(default_factory=lambda: ["closed_set", "free_form"])
     conditions: list[str] = Field(default_factory=lambda: ["shift", "mute", "swap"])
     offsets: list[float] = Field(default_factory=lambda: list(DEFAULT_OFFSETS))
-    shifts_per_clip: int = Field(1, ge=1, description="shifted versions per clip (offsets dealt round-robin)")
+    shifts_per_clip: int = Field(1, ge=1, description="shifted versions per clip (offsets dealt least-used first)")
+    margin: float = Field(DEFAULT_MARGIN, ge=0, description="a shifted sound onset stays this far inside the clip "
+                                                            "(seconds; the recipe's data.shift.margin by default)")
     band_edges: list[float] = Field(default_factory=lambda: list(DEFAULT_BAND_EDGES))
     length_normalise: bool = Field(True, description="closed set: compare mean (not summed) token log-probability")
     max_new_tokens: int = Field(64, ge=1)
@@ -111,9 +117,12 @@ def _row(item: ThudItem, dim: str, mode: str, label: str, offset: float | None, 
 
 
 def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
-                   judge: Callable[[str], Parsed] | None = None, dims_of=DIMS_OF) -> dict[str, list[PredictionRow]]:
+                   judge: Callable[[str], Verdict] | None = None, dims_of=DIMS_OF) -> dict[str, list[PredictionRow]]:
     """Predictions for ``items`` in every mode of ``opts``: {mode: rows}. Items owned by other shards are read from
-    the cache when there and skipped otherwise (the merge pass picks them up)."""
+    the cache when there and skipped otherwise (the merge pass picks them up).
+
+    With a judge, free-form answers in its scope (every answer by default) take the judge's label
+    (``labelled_by: judge``); the parser's label and offset stay beside it (``parser_label``, ``parser_offset``)."""
     media = _Media(ctx)
     rank, world = ctx.shard
     rows: dict[str, list[PredictionRow]] = {m: [] for m in opts.modes}
@@ -161,21 +170,24 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
             if value is None:
                 continue
             parsed, by = parse_answer(value["text"]), "parser"
-            if parsed.label == "undetermined" and judge is not None:
-                # Only what the parser cannot read goes to the judge; its verdict is cached like a prediction.
-                jset = {"judge": opts.judge.model_dump(mode="json") if opts.judge else None, "text": value["text"]}
+            extra: dict[str, Any] = {}
+            if judge is not None and (opts.judge.scope == "all" or parsed.label == "undetermined"):
+                # The verdict is cached like a prediction, keyed by the judge's settings and the answer text.
+                jset = {"judge": opts.judge.model_dump(mode="json"), "text": value["text"]}
 
                 def ask(text=value["text"]) -> dict:
                     verdict = judge(text)
-                    return {"label": verdict.label, "offset": verdict.offset}
+                    return {"label": verdict.parsed.label, "offset": verdict.parsed.offset, "reply": verdict.reply}
 
                 j = ctx.cached(SUITE + ".judge", item_key, jset, ask) if owned else \
                     ctx.lookup(SUITE + ".judge", item_key, jset)
-                if j is not None and j["label"] != "undetermined":
+                if j is not None:
+                    extra = {"parser_label": parsed.label, "parser_offset": parsed.offset,
+                             "judge_reply": j.get("reply")}
                     parsed, by = Parsed(j["label"], j["offset"]), "judge"
             for dim in dims_of[item.condition]:
                 rows["free_form"].append(_row(item, dim, "free_form", parsed.label, parsed.offset, by,
-                                              text=value["text"], prompt_sha=_sha(FREE_FORM_PROMPT)))
+                                              text=value["text"], prompt_sha=_sha(FREE_FORM_PROMPT), **extra))
     return rows
 
 
@@ -197,12 +209,34 @@ def _sha(text: str) -> str:
 
 
 def sync_set_metrics(rows: list[PredictionRow]) -> dict:
-    """Out-of-distribution sync set: temporal_sync accuracy per band (and overall), with n."""
+    """Out-of-distribution sync set: temporal_sync accuracy per band (and overall), with n and 95% interval."""
     per: dict[str, list[bool]] = {}
     for r in rows:
         per.setdefault(str(getattr(r, "band", None) or "unbanded"), []).append(is_correct(r))
     per["all"] = [is_correct(r) for r in rows]
-    return {b: {"accuracy": (100.0 * sum(v) / len(v)) if v else None, "n": len(v)} for b, v in per.items()}
+    return {b: {"accuracy": (100.0 * sum(v) / len(v)) if v else None, "n": len(v),
+                "ci95": wilson_pct(sum(v), len(v))} for b, v in per.items()}
+
+
+def judge_summary(rows: list[PredictionRow]) -> dict | None:
+    """Agreement of the parser with the judge on the answers the judge read (one per answer, not per dimension);
+    None when no answer was judged."""
+    seen: dict[str, bool] = {}
+    for r in rows:
+        if r.labelled_by == "judge" and getattr(r, "parser_label", None) is not None:
+            seen[getattr(r, "item_id", r.source_id)] = r.parser_label == r.label
+    if not seen:
+        return None
+    k, n = sum(seen.values()), len(seen)
+    return {"judged": n, "agreement": {"value": 100.0 * k / n, "n": n, "ci95": wilson_pct(k, n)}}
+
+
+def reliability(metrics: dict, judged: bool) -> dict:
+    """Whether a free-form result can be read as a measurement: unreliable when at least
+    :data:`UNRELIABLE_UNDETERMINED_PCT` % of answers are undetermined and no judge ran."""
+    und = metrics.get("undetermined_rate", {}).get("all", {}).get("value") or 0.0
+    return {"undetermined_pct": und, "judged": judged,
+            "unreliable": not judged and und >= UNRELIABLE_UNDETERMINED_PCT}
 
 
 def _write_rows(path: Path, rows: list[PredictionRow]) -> None:
@@ -227,21 +261,31 @@ def run(ctx: EvalContext) -> dict:
     result: dict[str, Any] = {"options": opts.model_dump(mode="json"), "metrics": {}, "predictions": {}}
     if opts.annotations:
         clips = held_out_clips(opts.annotations, opts.limit)
-        items = build_items(clips, opts.offsets, opts.shifts_per_clip, ctx.seed, opts.conditions)
+        plan = plan_items(clips, opts.offsets, opts.shifts_per_clip, ctx.seed, opts.conditions, opts.margin)
+        items = plan.items
         rows = evaluate_items(ctx, items, opts, judge)
-        result["n_clips"], result["n_items"] = len(clips), len(items)
+        result["n_clips"], result["n_items"], result["item_plan"] = len(clips), len(items), plan.summary()
         for mode, mrows in rows.items():
             path = out_dir / f"predictions_{mode}.jsonl"
             _write_rows(path, mrows)
             result["predictions"][mode] = str(path)
             result["metrics"][mode] = compute_metrics(mrows, opts.band_edges)
             result.setdefault("labelled_by", {})[mode] = dict(Counter(r.labelled_by for r in mrows))
+            if mode == "free_form":
+                result["judge"] = judge_summary(mrows)
+                if result["judge"] is not None:
+                    result["judge"]["by"] = opts.judge.describe()
+                result["reliability"] = {mode: reliability(result["metrics"][mode], result["judge"] is not None)}
     if opts.sync_set:
         sync_items = read_sync_set(opts.sync_set)
         srows = evaluate_items(ctx, sync_items, opts, judge,
                                dims_of={"original": ("temporal_sync",), "shift": ("temporal_sync",)})
-        result["sync_set"] = {}
+        result["sync_set"], result["sync_set_sync"] = {}, {}
         for mode, mrows in srows.items():
-            _write_rows(out_dir / f"sync_set_{mode}.jsonl", mrows)
+            path = out_dir / f"sync_set_{mode}.jsonl"
+            _write_rows(path, mrows)
+            result["predictions"][f"sync_set_{mode}"] = str(path)
             result["sync_set"][mode] = sync_set_metrics(mrows)
+            # Table 2's VGGSync column: the class-balanced Sync on the out-of-distribution set.
+            result["sync_set_sync"][mode] = sync_metric(mrows)
     return result
