@@ -74,7 +74,7 @@ def test_recipe_show_resolves_extends_and_set(capsys):
     shown = yaml.safe_load(capsys.readouterr().out)
     base = load_recipe("ours10k")
     assert shown["name"] == "dpo_ctp" and shown["stages"]["dpo"]["beta"] == 0.3
-    assert shown["data"]["dpo"]["ctp"] == 5000 and shown["backbone"] == base.backbone  # inherited from ours10k
+    assert shown["data"]["dpo"]["ctp"] == 10000 and shown["backbone"] == base.backbone  # inherited from ours10k
     assert shown["media"] == base.media.model_dump(mode="json")
 
 
@@ -177,7 +177,7 @@ def test_dry_run_reports_stages_counts_tokens_and_memory(tmp_path, tiny_backbone
     assert "steps: 2" in out and "estimated GPU memory per device" in out
     # published Qwen2.5-Omni-7B, LoRA r=16 on the language model: the 40.4M adapters LLaMA-Factory reports for
     # Qwen2.5-7B; ZeRO-3 shards the weights over the GPUs, ZeRO-2 does not
-    big = load_recipe("ours10k")
+    big = load_recipe("ours10k_qwen25")  # the Qwen2.5-Omni-7B variant of the main recipe
     from train.dry_run import _published_dims, trainable_params
 
     pub = _published_dims("Qwen/Qwen2.5-Omni-7B", big)
