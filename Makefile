@@ -12,7 +12,7 @@ set ?=
 SET_ARGS := $(foreach s,$(set),--set $(s))
 SYSTEM_PACKAGES := espeak-ng
 
-.PHONY: pipeline install system-packages test demo bench-data help
+.PHONY: pipeline install system-packages test demo bench-data bench-clever-hans help
 
 # `make recipe=NAME`: data -> train (all stages) -> eval every checkpoint -> runs/NAME/report.md
 pipeline:
@@ -53,3 +53,8 @@ demo:
 
 bench-data:
 	$(BIN)/python -m data_builders.bench
+
+# The "Clever Hans" recipe over seeds (default 0 1 2): mean ± sd of each target figure (docs/learning.md).
+seeds ?= 0 1 2
+bench-clever-hans:
+	$(BIN)/python -m train.clever_hans_bench --seeds $(seeds)
