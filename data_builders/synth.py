@@ -136,6 +136,7 @@ class World:
     duration: tuple[float, float]  # clip length range, seconds
     impact_from: float  # earliest impact, seconds (at least 0.3 s after the drop starts)
     impact_before_end: float  # the impact happens at least this long before the clip ends
+    radius: tuple[float, float] = (8.0, 14.0)  # object size range, pixels of the 168x140 frame
 
 
 WORLDS: dict[str, World] = {
@@ -144,7 +145,8 @@ WORLDS: dict[str, World] = {
     # Clips that are all 5 s long with the impact between ~1.1 s and 3.2 s: a swapped-in track (another clip's
     # first 5 s) always carries its impact, and a shift of a second or two usually keeps the sound inside the clip.
     # The world of the "Clever Hans" recipe, where every question can be answered by listening.
-    "listen": World("listen", (5.0, 5.0), 1.1, 1.8),
+    # Bigger objects too, so they stay several pixels wide in the small frames a CPU model is shown.
+    "listen": World("listen", (5.0, 5.0), 1.1, 1.8, radius=(15.0, 21.0)),
 }
 
 
@@ -159,7 +161,7 @@ def make_clip(index: int, seed: int, *, split: str | None = None,
     duration = float(np.round(rng.uniform(*w.duration), 2))
     fall = float(rng.uniform(0.5, 0.9))
     t_visual = float(np.round(rng.uniform(max(fall + 0.3, w.impact_from), duration - w.impact_before_end), 3))
-    radius = float(rng.uniform(8, 14))
+    radius = float(rng.uniform(*w.radius))
     x = float(rng.uniform(radius + 5, WIDTH - radius - 5))
     top = np.array(rng.integers(120, 220, size=3), dtype=np.float32)
     grad = np.linspace(1.0, 0.7, HEIGHT, dtype=np.float32)[:, None, None]

@@ -115,11 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             per_seed[seed] = run_seed(args.recipe, seed, out, args.sets)
             print("\n".join(table(per_seed)), flush=True)
+            (out / "bench.json").write_text(json.dumps(per_seed, indent=1), encoding="utf-8")
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        (out / "bench.json").write_text(json.dumps(per_seed, indent=1), encoding="utf-8")
     return 0
 
 
