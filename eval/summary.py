@@ -89,9 +89,9 @@ def plot_summary(branches: dict[str, dict], path: Path, title: str = "") -> Path
             left.bar(xs, vals, width, color=colours(j), alpha=0.45 if k == 0 else 1.0,
                      label=f"{name} {'original' if k == 0 else 'intervened'}")
     left.set_xticks(range(len(dims)), [d.replace("_", " ") for d in dims])
-    left.set_ylim(0, 105)
+    left.set_ylim(0, 135)  # headroom for the legend above the 100 % bars
     left.set_ylabel("accuracy (%)")
-    left.legend(fontsize=6, ncol=2)
+    left.legend(fontsize=6, ncol=len(names), loc="upper center")
     left.set_title("original vs intervened")
     for j, name in enumerate(names):
         bands = {b: v for b, v in branches[name].get("bands", {}).items() if b != "synced"}

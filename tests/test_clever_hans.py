@@ -130,3 +130,25 @@ def test_summary_is_what_metrics_thud_prints(tmp_path, capsys):
     fig = target_figures(summary["branches"]["dpo"])
     assert fig["min_original"] == min(summary["branches"]["dpo"][d]["accuracy_original"]
                                       for d in ("temporal_sync", "audio_existence"))
+
+
+def test_a_branch_starts_from_the_stage_it_names(tiny_backbones, synth_dir, tmp_path):
+    import _train_data as td
+    from train.pipeline import run_recipe
+
+    td.save(td.sft_records(synth_dir), tmp_path / "data" / "sft")
+    td.save(td.dpo_records(synth_dir), tmp_path / "data" / "dpo")
+    one = "max_steps: 1, learning_rate: 1.0e-3, batch_size: 2, save_steps: 1"
+    path = td.write_recipe(tmp_path, "branches", f"""
+backbone: {tiny_backbones['tiny-qwen2.5-omni']}
+media: {{fps: 1, max_frames: 4, max_pixels: 6272}}
+stages:
+  sft: {{kind: sft, data: {{dataset: sft}}, {one}}}
+  dpo: {{kind: dpo, data: {{dataset: dpo}}, {one}}}
+  control: {{kind: dpo, start_from: sft, data: {{dataset: dpo, sources: [ctp]}}, {one}}}
+""")
+    results = {r.stage: r for r in run_recipe(load_recipe(path), runs_root=tmp_path / "runs",
+                                              data_root=tmp_path / "data", log=lambda _: None)}
+    assert results["dpo"].base == results["sft"].weights
+    assert results["control"].base == results["sft"].weights, "the branch starts from sft, not from dpo"
+    assert results["control"].fingerprint != results["dpo"].fingerprint
