@@ -3,7 +3,8 @@
 Each clip shows one object held still, then falling under gravity until it hits the ground at ``t_visual``; its
 impact sound starts at ``t_audio = t_visual``. The object's class fixes both its look (shape, colour) and its
 sound's timbre, so a track swapped in from a clip of another class is detectable by ear. Durations, event times,
-positions and backgrounds vary with the seed; the same seed writes the same clips.
+positions and backgrounds vary with the seed; the same seed writes the same clips. A world (:data:`WORLDS`) sets
+the ranges: ``demo`` (3-6 s clips) or ``listen`` (5 s clips with bigger objects, for the "Clever Hans" recipe).
 
 Files: H.264 video (yuv420p) and AAC audio in mp4, as contracts.md fixes.
 """
