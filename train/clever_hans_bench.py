@@ -107,18 +107,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/clever_hans_bench", help="parent of the per-seed run folders")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="extra recipe overrides for every seed")
+    p.add_argument("--report", action="store_true",
+                   help="run nothing: print the table of seeds already benchmarked under --out (seeds run by "
+                        "separate invocations, e.g. in parallel)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     per_seed = {}
     try:
         for seed in args.seeds:
+            done = out / f"seed{seed}" / "result.json"
+            if args.report:
+                if not done.is_file():
+                    raise RuntimeError(f"seed {seed}: no {done}; run it first (without --report)")
+                per_seed[seed] = json.loads(done.read_text(encoding="utf-8"))
+                continue
             per_seed[seed] = run_seed(args.recipe, seed, out, args.sets)
+            done.write_text(json.dumps(per_seed[seed], indent=1), encoding="utf-8")
             print("\n".join(table(per_seed)), flush=True)
-            (out / "bench.json").write_text(json.dumps(per_seed, indent=1), encoding="utf-8")
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print("\n".join(table(per_seed)))
+    (out / "bench.json").write_text(json.dumps(per_seed, indent=1), encoding="utf-8")
     return 0
 
 
