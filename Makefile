@@ -12,7 +12,7 @@ set ?=
 SET_ARGS := $(foreach s,$(set),--set $(s))
 SYSTEM_PACKAGES := espeak-ng
 
-.PHONY: pipeline install system-packages test demo bench-data help docs compare
+.PHONY: pipeline install system-packages test demo bench-data bench-clever-hans help docs compare
 
 # `make recipe=NAME`: data -> train (all stages) -> eval every checkpoint -> runs/NAME/report.md
 pipeline:
@@ -62,3 +62,7 @@ docs:
 compare:
 	@if [ -z "$(runs)" ]; then echo 'usage: make compare runs="runs/A runs/B ..." [out=DIR]'; exit 2; fi
 	$(BIN)/python -m eval compare $(runs) --out $(or $(out),runs/compare)
+# The "Clever Hans" recipe over seeds (default 0 1 2): mean ± sd of each target figure (docs/learning.md).
+seeds ?= 0 1 2
+bench-clever-hans:
+	$(BIN)/python -m train.clever_hans_bench --seeds $(seeds)

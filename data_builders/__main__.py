@@ -15,7 +15,8 @@ from recipes.cli import add_root_argument, finite_arg, finite_float, guarded
 def _synth(args: argparse.Namespace) -> int:
     from data_builders.synth import synthesize
 
-    anns = synthesize(args.out, clips=args.clips, seed=args.seed, test_fraction=args.test_fraction)
+    anns = synthesize(args.out, clips=args.clips, seed=args.seed, test_fraction=args.test_fraction,
+                      world=args.world)
     print(f"wrote {len(anns)} clips and {args.out}/annotations.jsonl")
     return 0
 
@@ -92,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=finite_arg, default=0.25)
+    p.add_argument("--world", default="demo", help="clip timing: demo (3-6 s clips) or listen (5 s clips whose "
+                                                   "impact, shifted or swapped in, stays audible)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("build", help="build the SFT/DPO datasets, test split, manifest and quarantine of a recipe")

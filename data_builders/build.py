@@ -416,6 +416,8 @@ def _build(recipe: str | Path, out: str | Path | None = None, overrides: Iterabl
 
         synth_seed = rec.seed if data.synth.seed is None else data.synth.seed
         wanted_synth = {"clips": data.synth.clips, "seed": synth_seed, "test_fraction": data.synth.test_fraction}
+        if data.synth.world != "demo":  # the demo world's marker stays as it was, so its builds are not redone
+            wanted_synth["world"] = data.synth.world
         marker = work / "synth.json"
         synth_ann = out / "synth" / "annotations.jsonl"
         done = (marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == wanted_synth
@@ -425,7 +427,7 @@ def _build(recipe: str | Path, out: str | Path | None = None, overrides: Iterabl
                        for line in synth_ann.read_text(encoding="utf-8").splitlines() if line.strip())
         if not done:
             synthesize(out / "synth", clips=data.synth.clips, seed=synth_seed,
-                       test_fraction=data.synth.test_fraction, progress=progress)
+                       test_fraction=data.synth.test_fraction, progress=progress, world=data.synth.world)
             _write_json(marker, wanted_synth)
         ann_files.append(synth_ann.resolve())
     tt_inputs = [(resolve_input(t.file, recipe_file), t) for t in data.transition_times]
@@ -600,7 +602,8 @@ def _build(recipe: str | Path, out: str | Path | None = None, overrides: Iterabl
         spectrogram_splits = dict(sorted(Counter(it.split for it in read_items(spectrogram_items)).items()))
 
     # -- pairs and samples ----------------------------------------------------------------------------------------
-    inputs = BuildInputs(clips=train_clips, segments=segments, llava=llava, shift=data.shift, seed=rec.seed)
+    inputs = BuildInputs(clips=train_clips, segments=segments, llava=llava, shift=data.shift, seed=rec.seed,
+                         questions=data.questions)
     names = sorted(PAIR_BUILDERS)
     dpo: list[PreferencePair] = []
     sft: list[SFTSample | ImageSFTSample] = []

@@ -110,6 +110,15 @@ def sample_times(duration: float, media: MediaSettings) -> np.ndarray:
     return times[times < max(duration, 1e-6)] if duration > 0 else times
 
 
+class _Decoded:
+    """A decoded frame and, once a sampled time takes it, its RGB array at the model's frame size."""
+
+    __slots__ = ("av", "rgb")
+
+    def __init__(self, frame):
+        self.av, self.rgb = frame, None
+
+
 def load_frames(path: str | Path, media: MediaSettings, start: float = 0.0,
                 end: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Decode the frames shown to a model: returns (frames (T,H,W,3) uint8, times (T,), clip duration in s).
@@ -148,15 +157,23 @@ def load_frames(path: str | Path, media: MediaSettings, start: float = 0.0,
         last_time = -1.0
         previous = None
         i = 0
+
+        def as_rgb(frame) -> np.ndarray:
+            # Converted only when a target takes it: most decoded frames (25 fps sampled at 2) are never shown, and
+            # the conversion, not the decoding, was most of a clip's load time.
+            if frame.rgb is None:
+                frame.rgb = frame.av.to_ndarray(format="rgb24", width=width, height=height)
+            return frame.rgb
+
         try:
             for frame in container.decode(stream):
                 t = float(frame.time) if frame.time is not None else last_time + 1e-3
                 last_time = t
                 # Every target strictly before this frame's time is served by the previous frame.
                 while i < len(targets) and targets[i] < t - 1e-6 and previous is not None:
-                    picked.append(previous)
+                    picked.append(as_rgb(previous))
                     i += 1
-                previous = frame.to_ndarray(format="rgb24", width=width, height=height)
+                previous = _Decoded(frame)
                 if i >= len(targets):
                     break
         except av.error.FFmpegError as exc:
@@ -170,7 +187,7 @@ def load_frames(path: str | Path, media: MediaSettings, start: float = 0.0,
                 path, f"video stream ends at {last_time:.2f}s but the container declares {declared:.2f}s"
             )
         while i < len(targets):
-            picked.append(previous)
+            picked.append(as_rgb(previous))
             i += 1
     return np.stack(picked), targets.astype(np.float64), float(declared)
 

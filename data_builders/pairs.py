@@ -92,6 +92,7 @@ class BuildInputs:
     llava: list[LlavaItem] = field(default_factory=list)
     shift: ShiftSettings = field(default_factory=ShiftSettings)
     seed: int = 0
+    questions: str = "free_form"  # free_form | closed_set (recipes.data.DataSection.questions)
 
 
 Builder = Callable[[BuildInputs, int, np.random.Generator], list[PreferencePair]]
@@ -243,6 +244,8 @@ def build_ctp(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pre
     time) or the wrong direction / a desync (originals)."""
     clips, _ = shift_eligible(inputs.clips, inputs.shift)
     _need("ctp", clips, n)
+    if inputs.questions == "closed_set":
+        return _closed_set_pairs("ctp", clips, inputs, n, rng)
     out = []
     for k, clip in _cycle(clips, n, rng):
         if k % 3 == 0:
@@ -265,6 +268,8 @@ def build_ctp(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pre
 def build_orig_sync(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
     """Originals only: the synced answer over a desynchronised claim."""
     _need("orig_sync", inputs.clips, n)
+    if inputs.questions == "closed_set":
+        return _closed_set_pairs("orig_sync", inputs.clips, inputs, n, rng)
     return [_original_pair("orig_sync", k, c, inputs, rng) for k, c in _cycle(inputs.clips, n, rng)]
 
 
@@ -272,6 +277,8 @@ def build_orig_sync(inputs: BuildInputs, n: int, rng: np.random.Generator) -> li
 def build_mute(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
     """Muted clips: identifying silence over describing the expected sound (the hallucination)."""
     _need("mute", inputs.clips, n)
+    if inputs.questions == "closed_set":
+        return _closed_set_pairs("mute", inputs.clips, inputs, n, rng)
     spec = Intervention(kind="mute")
     out = []
     for k, clip in _cycle(inputs.clips, n, rng):
@@ -286,6 +293,8 @@ def build_swap(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pr
     accepting the heard sound as the visible event's."""
     eligible = _swap_pool(inputs)
     _need("swap", eligible, n)
+    if inputs.questions == "closed_set":
+        return _closed_set_pairs("swap", eligible, inputs, n, rng)
     out = []
     for k, clip in _cycle(eligible, n, rng):
         donors = donors_for(clip, inputs.clips)
@@ -296,6 +305,124 @@ def build_swap(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pr
                          answer("false_match", clip.facts(), rng, heard_event=heard),
                          _meta(clip, spec, "mismatched", "false_match", donor_audio_event=heard), inputs.seed))
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# closed-set questions (the Thud multiple-choice format) and single-modality perception questions
+
+# Per source: the Thud dimensions its questions ask about and the conditions it cycles through (the chosen label of
+# each). Every source asks about original clips too (ctp one time in three, mute and swap one in two), so the
+# question being asked never tells which answer is right: only the audio does.
+CLOSED_SET_PLAN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "ctp": (("temporal_sync",), ("synced", "delayed", "early")),
+    "orig_sync": (("temporal_sync", "audio_existence", "sound_consistency"), ("synced",)),
+    "mute": (("audio_existence",), ("synced", "silent")),
+    "swap": (("sound_consistency",), ("synced", "mismatched")),
+}
+# The wrong answer an original clip's pair rejects, per dimension: what its intervened condition would be.
+_ORIGINAL_REJECTED = {"temporal_sync": ("delayed", "early"), "audio_existence": ("silent",),
+                      "sound_consistency": ("mismatched",)}
+
+
+def _closed_set_pairs(source: str, clips: list[Clip], inputs: BuildInputs, n: int,
+                      rng: np.random.Generator) -> list[PreferencePair]:
+    """``n`` pairs of ``source`` in the closed-set format: the Thud question of one dimension (same text for every
+    condition of a clip), the right option's text over a wrong option's (intervened clips: mostly the "synced"
+    answer a model gives when it answers from the picture; shifts: else the wrong direction)."""
+    from eval.thud.prompts import OPTION_TEXT, closed_set_question
+
+    dims, labels = CLOSED_SET_PLAN[source]
+    out = []
+    for k, clip in _cycle(clips, n, rng):
+        label, dim = labels[k % len(labels)], dims[(k // len(labels)) % len(dims)]
+        spec, extra = ORIGINAL, {}
+        if label == "synced":
+            wrong = _ORIGINAL_REJECTED[dim]
+            rejected = wrong[int(rng.integers(len(wrong)))]
+        elif label in ("delayed", "early"):
+            off = draw_offset(inputs.shift, clip, rng, prefer=1 if label == "delayed" else -1)
+            spec = Intervention(kind="shift", offset=off)
+            label = "delayed" if off > 0 else "early"  # the feasible sign when only one fits
+            rejected = "synced" if rng.random() < 0.5 else ("early" if off > 0 else "delayed")
+        elif label == "silent":
+            spec, rejected = Intervention(kind="mute"), "synced"
+        else:
+            donors = donors_for(clip, inputs.clips)
+            donor = donors[int(rng.integers(len(donors)))]
+            spec, rejected = Intervention(kind="swap", donor=donor.id, donor_video=donor.video), "synced"
+            extra = {"donor_audio_event": donor.ann.audio_event}
+        q = closed_set_question(clip.id, dim, inputs.seed)
+        out.append(PreferencePair(
+            id=f"{source}-{k:05d}-{clip.id}", source=source, source_id=clip.id, video=clip.video, prompt=q.prompt,
+            chosen=OPTION_TEXT[label], rejected=OPTION_TEXT[rejected], chosen_intervention=spec,
+            rejected_intervention=spec, meta=_meta(clip, spec, label, rejected, dimension=dim, **extra)))
+    return out
+
+
+# One question per modality and aspect; the text depends on nothing but the aspect.
+PERCEPTION_QUESTIONS: dict[str, str] = {
+    "object": "Look at the video only. Which object falls to the ground?",
+    "impact_time": "Look at the video only. At what time does the object hit the ground?",
+    "sound": "Listen to the audio only. What sound do you hear?",
+    "sound_time": "Listen to the audio only. At what time does the sound start?",
+}
+PERCEPTION_CONDITIONS = ("original", "shift", "mute", "swap")
+_SILENT = "Nothing: the audio is silent."
+
+
+def _at(t: float) -> str:
+    return f"At about {fmt_seconds(t)} s."
+
+
+@register("perception")
+def build_perception(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """Questions about one modality at a time, as a pretrained omni model can already answer them: which object
+    falls and when it lands (video), which sound is heard and when it starts (audio), under every condition
+    (original, shifted, muted, swapped), so the audio answers can only come from the audio. Chosen: the truth;
+    rejected: another object or sound, a time off by a second or more, or silence / a sound where there is none."""
+    eligible = [c for c in inputs.clips if donors_for(c, inputs.clips)]
+    _need("perception", eligible, n)
+    aspects = list(PERCEPTION_QUESTIONS)
+    out = []
+    for k, clip in _cycle(eligible, n, rng):
+        cond = PERCEPTION_CONDITIONS[k % len(PERCEPTION_CONDITIONS)]
+        aspect = aspects[(k // len(PERCEPTION_CONDITIONS)) % len(aspects)]
+        other = donors_for(clip, inputs.clips)
+        other = other[int(rng.integers(len(other)))]  # another class: the swap donor and the wrong object
+        spec = ORIGINAL
+        heard, t_sound = clip.ann.audio_event, clip.ann.t_audio
+        if cond == "shift":
+            off = draw_offset(inputs.shift, clip, rng)
+            if off is not None:
+                spec, t_sound = Intervention(kind="shift", offset=off), round(clip.ann.t_audio + off, 6)
+        elif cond == "mute":
+            spec, heard, t_sound = Intervention(kind="mute"), "", None
+        elif cond == "swap":
+            spec = Intervention(kind="swap", donor=other.id, donor_video=other.video)
+            heard, t_sound = other.ann.audio_event, other.ann.t_audio
+        wrong_dt = float(rng.choice([-1, 1])) * round(float(rng.uniform(1.0, 2.0)), 1)
+        if aspect == "object":
+            chosen, rejected = _sentence(_cap_first(clip.ann.visual_event)), _sentence(_cap_first(other.ann.visual_event))
+        elif aspect == "impact_time":
+            chosen, rejected = _at(clip.ann.t_visual), _at(max(0.0, clip.ann.t_visual + wrong_dt))
+        elif aspect == "sound":
+            chosen = _sentence(_cap_first(heard)) if heard else _SILENT
+            rejected = _sentence(_cap_first(clip.ann.audio_event if not heard or heard != clip.ann.audio_event
+                                            else other.ann.audio_event))
+        else:
+            chosen = _at(t_sound) if t_sound is not None else _SILENT
+            rejected = _at(max(0.0, (t_sound if t_sound is not None else clip.ann.t_visual) + wrong_dt))
+        out.append(PreferencePair(
+            id=f"perception-{k:05d}-{clip.id}", source="perception", source_id=clip.id, video=clip.video,
+            prompt=PERCEPTION_QUESTIONS[aspect], chosen=chosen, rejected=rejected, chosen_intervention=spec,
+            rejected_intervention=spec,
+            meta=_meta(clip, spec, aspect, aspect, aspect=aspect, heard_event=heard, heard_time=t_sound)))
+    return out
+
+
+def _cap_first(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Each clip shows one object held still, then falling under gravity until it hits the ground at ``t_visual``; its
 impact sound starts at ``t_audio = t_visual``. The object's class fixes both its look (shape, colour) and its
 sound's timbre, so a track swapped in from a clip of another class is detectable by ear. Durations, event times,
-positions and backgrounds vary with the seed; the same seed writes the same clips.
+positions and backgrounds vary with the seed; the same seed writes the same clips. A world (:data:`WORLDS`) sets
+the ranges: ``demo`` (3-6 s clips) or ``listen`` (5 s clips with bigger objects, for the "Clever Hans" recipe).
 
 Files: H.264 video (yuv420p) and AAC audio in mp4, as contracts.md fixes.
 """
@@ -128,14 +129,40 @@ def _encode(path: Path, frames: list[np.ndarray], audio: np.ndarray) -> None:
             out.mux(pkt)
 
 
-def make_clip(index: int, seed: int, *, split: str | None = None) -> tuple[ClipAnnotation, list[np.ndarray], np.ndarray]:
-    """Draw clip ``index`` of a seed: its annotation, its frames (25 fps) and its audio track (22.05 kHz)."""
+@dataclass(frozen=True)
+class World:
+    """How clips of a synthetic world are timed. Classes, looks and sounds are the same in every world."""
+
+    name: str
+    duration: tuple[float, float]  # clip length range, seconds
+    impact_from: float  # earliest impact, seconds (at least 0.3 s after the drop starts)
+    impact_before_end: float  # the impact happens at least this long before the clip ends
+    radius: tuple[float, float] = (8.0, 14.0)  # object size range, pixels of the 168x140 frame
+
+
+WORLDS: dict[str, World] = {
+    # Varied lengths; the impact anywhere from the drop to 1 s before the end.
+    "demo": World("demo", (3.0, 6.0), 0.0, 1.0),
+    # Clips that are all 5 s long with the impact between ~1.1 s and 3.2 s: a swapped-in track (another clip's
+    # first 5 s) always carries its impact, and a shift of a second or two usually keeps the sound inside the clip.
+    # The world of the "Clever Hans" recipe, where every question can be answered by listening.
+    # Bigger objects too, so they stay several pixels wide in the small frames a CPU model is shown.
+    "listen": World("listen", (5.0, 5.0), 1.1, 1.8, radius=(15.0, 21.0)),
+}
+
+
+def make_clip(index: int, seed: int, *, split: str | None = None,
+              world: str = "demo") -> tuple[ClipAnnotation, list[np.ndarray], np.ndarray]:
+    """Draw clip ``index`` of a seed in ``world`` (a key of :data:`WORLDS`): its annotation, its frames (25 fps) and
+    its audio track (22.05 kHz). Each clip has its own generator ``[seed, index]``: a held-out clip's draws are
+    never those of a training clip."""
+    w = WORLDS[world]
     rng = np.random.default_rng([seed, index])
     cls = OBJECT_CLASSES[int(rng.integers(len(OBJECT_CLASSES)))]
-    duration = float(np.round(rng.uniform(3.0, 6.0), 2))
+    duration = float(np.round(rng.uniform(*w.duration), 2))
     fall = float(rng.uniform(0.5, 0.9))
-    t_visual = float(np.round(rng.uniform(fall + 0.3, duration - 1.0), 3))
-    radius = float(rng.uniform(8, 14))
+    t_visual = float(np.round(rng.uniform(max(fall + 0.3, w.impact_from), duration - w.impact_before_end), 3))
+    radius = float(rng.uniform(*w.radius))
     x = float(rng.uniform(radius + 5, WIDTH - radius - 5))
     top = np.array(rng.integers(120, 220, size=3), dtype=np.float32)
     grad = np.linspace(1.0, 0.7, HEIGHT, dtype=np.float32)[:, None, None]
@@ -159,11 +186,16 @@ def make_clip(index: int, seed: int, *, split: str | None = None) -> tuple[ClipA
 
 
 def synthesize(out_dir: str | Path, clips: int, seed: int = 0, test_fraction: float = 0.25,
-               progress: bool = True) -> list[ClipAnnotation]:
-    """Write ``clips`` synthetic clips and ``annotations.jsonl`` under ``out_dir``; returns the annotations.
+               progress: bool = True, world: str = "demo") -> list[ClipAnnotation]:
+    """Write ``clips`` synthetic clips of ``world`` and ``annotations.jsonl`` under ``out_dir``; returns the
+    annotations.
 
     A clip already on disk is kept (re-running resumes); every ``1/test_fraction``-th clip is in the test split.
+    Raises:
+        KeyError: an unknown world.
     """
+    if world not in WORLDS:
+        raise KeyError(f"unknown synthetic world {world!r}; choose one of {sorted(WORLDS)}")
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -172,7 +204,7 @@ def synthesize(out_dir: str | Path, clips: int, seed: int = 0, test_fraction: fl
     anns = []
     for i in tqdm(range(clips), desc="synth clips", disable=not progress):
         split = "test" if every and i % every == every - 1 else "train"
-        ann, frames, audio = make_clip(i, seed, split=split)
+        ann, frames, audio = make_clip(i, seed, split=split, world=world)
         path = out_dir / ann.video
         if not path.exists():
             _encode(path, frames, audio)

@@ -324,7 +324,7 @@ def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Ite
     while True:
         recipe = run_recipe_of(run_dir) if run_dir.is_dir() else None
         targets: list[tuple[str, str, Path]] = []
-        if include_base and recipe is not None:
+        if include_base and recipe is not None and recipe.eval.base:
             targets.append(("base (step 0)", recipe.backbone, run_dir / "eval" / "base"))
         for ck in run_checkpoints(run_dir, recipe) if run_dir.is_dir() else []:
             targets.append((f"{ck.parent.name}/{ck.name}", str(ck), ck / "eval"))
@@ -349,6 +349,10 @@ def watch(run_dir: str | Path, *, suites: Iterable[str] | None = None, sets: Ite
                 entries[i] = (label, evaluate_checkpoint(ck, plan, out, recipe=rec, seed=seed))
         if entries:
             write_run_report(run_dir, entries)
+            if recipe is not None:
+                from eval.summary import write_summary
+
+                write_summary(run_dir, recipe)  # once every stage's last checkpoint has Thud closed-set predictions
         if once:
             return entries
         finished = recipe is not None and all(read_result(run_dir / n) is not None for n, _ in recipe.active_stages())

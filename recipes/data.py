@@ -16,9 +16,11 @@ from recipes.paths import is_inside, project_root
 
 # Source names of training.md's table. ``self_sampled`` is not here: the trainer builds it from the SFT set.
 # ``spectrogram_mcq`` is the image source of the spectrogram benchmark's finetuning (spectrogram_mcq.md).
+# ``perception`` asks about one modality at a time (which object is seen, which sound is heard, when each happens).
 SourceName = Literal["ctp", "orig_sync", "mute", "swap", "fv_d", "fv_a_l", "fv_t", "fv_c", "llava_video",
-                     "spectrogram_mcq"]
-CLIP_SOURCES = ("ctp", "orig_sync", "mute", "swap")  # built from annotated clips (Oops / synth / transitions)
+                     "spectrogram_mcq", "perception"]
+# Built from annotated clips (Oops / synth / transitions).
+CLIP_SOURCES = ("ctp", "orig_sync", "mute", "swap", "perception")
 # FineVideo's four instruction types: segment description, audio-visual multiple choice (long answer), temporal
 # localisation of a line of speech, and what is heard while a given activity is shown.
 FINEVIDEO_SOURCES = ("fv_d", "fv_a_l", "fv_t", "fv_c")
@@ -35,6 +37,9 @@ class SynthInput(_Section):
     clips: int = Field(ge=2, description="number of clips; a swap needs at least two audio events")
     seed: int | None = Field(None, description="synth seed; None = the recipe's seed")
     test_fraction: float = Field(0.25, ge=0, lt=1, description="every 1/f-th clip gets split=test")
+    world: Literal["demo", "listen"] = Field("demo", description="clip timing (data_builders.synth.WORLDS): demo = "
+                                             "3-6 s clips; listen = 5 s clips whose impact stays audible when "
+                                             "shifted or swapped in")
 
 
 class TransitionTimesInput(_Section):
@@ -132,6 +137,10 @@ class DataSection(_Section):
     dpo: dict[SourceName, int] = Field(default_factory=dict, description="exact DPO pair count per source")
     test_fraction: float = Field(0.2, ge=0, lt=1,
                                  description="share of clips held out when an annotation has no 'split' field")
+    questions: Literal["free_form", "closed_set"] = Field(
+        "free_form", description="how ctp/orig_sync/mute/swap ask and answer: free_form = an open question and a "
+        "written answer stating the numbers; closed_set = the Thud multiple-choice question of one dimension "
+        "answered with the text of one option (what the closed-set eval scores)")
 
     @model_validator(mode="after")
     def _check(self) -> "DataSection":

@@ -2,7 +2,8 @@
 ``wandb`` and ``export_merged``.
 
 ``stages`` is an ordered mapping ``name -> stage``: the trainer runs them in file order into ``runs/<recipe>/<name>/``
-and each stage starts from the previous one's final weights. A mapping (not a list) lets an ablation that
+and each stage starts from the previous one's final weights, or from an earlier stage's when it names one in
+``start_from`` (a sibling branch: a control run, or an ablation from the same SFT model). A mapping (not a list) lets an ablation that
 ``extends:`` a base recipe change one knob of one stage (``stages: {dpo: {beta: 0.2}}``) or switch a stage off
 (``enabled: false``) without restating the others.
 
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from recipes.data import SourceName
 
 RECIPES_DIR = Path(__file__).resolve().parent
 
@@ -74,6 +77,9 @@ class StageData(_Section):
     dataset: Literal["sft", "dpo"] = Field(description="built dataset name (harken build)")
     path: str | None = Field(None, description="folder of a save_to_disk dataset, overriding data/<recipe>/<dataset>")
     limit: int | None = Field(None, ge=1, description="use only the first N rows (quick runs)")
+    sources: list[SourceName] | None = Field(
+        None, min_length=1, description="train on the rows of these sources only (unset: all): stages and "
+        "ablations share one build, e.g. a perception stage and a natural-SFT stage on the same sft set")
 
 
 class SelfSampled(_Section):
@@ -91,6 +97,9 @@ class Stage(_Section):
 
     kind: Literal["sft", "dpo"] = Field(description="sft: answer tokens' cross-entropy; dpo: preference loss")
     enabled: bool = Field(True, description="false: skip this stage (an ablation switching a stage off)")
+    start_from: str | None = Field(
+        None, description="name of an earlier stage whose final weights this stage starts from (a sibling branch: "
+        "e.g. a control DPO run from the same SFT model as the main one); unset: the previous enabled stage")
     data: StageData
     self_sampled: SelfSampled | None = None
     epochs: float | None = Field(None, gt=0, description="passes over the stage's rows",
@@ -236,6 +245,7 @@ class EvalSection(_Section):
     """Suites ``harken eval watch runs/<recipe>`` runs on every checkpoint of every stage."""
 
     every_checkpoint: bool = Field(True, description="False: only each stage's last checkpoint")
+    base: bool = Field(True, description="also evaluate the untrained backbone (as step 0)")
     suites: dict[str, EvalSuite] = Field(default_factory=dict)
 
     @field_validator("suites")
@@ -257,6 +267,23 @@ class WandbSettings(_Section):
 
 
 Tracker = Literal["wandb", "tensorboard", "trackio", "mlflow"]
+
+
+def _check_branches(stages: dict[str, Stage]) -> None:
+    """A branch must start from weights the run will have made by then: an enabled stage earlier in file order."""
+    names = list(stages)
+    for i, (name, stage) in enumerate(stages.items()):
+        src = stage.start_from
+        if src is None or not stage.enabled:
+            continue
+        if src not in stages:
+            raise ValueError(f"{name}.start_from: no stage named {src!r} (stages: {names})")
+        if names.index(src) >= i:
+            raise ValueError(f"{name}.start_from: {src!r} comes after (or is) this stage; a stage can only start "
+                             "from one that runs before it")
+        if not stages[src].enabled:
+            raise ValueError(f"{name}.start_from: stage {src!r} is disabled, so it makes no weights; enable it or "
+                             "start from another stage")
 
 
 class TrainingSections(BaseModel):
@@ -292,6 +319,7 @@ class TrainingSections(BaseModel):
         for name in stages:
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
                 raise ValueError(f"{name!r}: a stage name is a folder name (letters, digits, _ . -)")
+        _check_branches(stages)
         quant = info.data.get("quantization")
         for name, stage in stages.items():
             if quant is not None and quant.enabled and stage.enabled and stage.zero_stage() == 3:
@@ -313,7 +341,21 @@ class TrainingSections(BaseModel):
                 raise ValueError(f"stages.{name}.data: reads the built '{wanted}' set, but data.{wanted} lists no "
                                  f"source with a count > 0; add counts to data.{wanted} or set "
                                  f"stages.{name}.data.path")
+            missing = [s for s in stage.data.sources or () if not counts[wanted].get(s)]
+            if stage.data.path is None and missing:
+                raise ValueError(f"stages.{name}.data.sources: {missing} have no rows in the built '{wanted}' set; "
+                                 f"give them a count in data.{wanted}")
         return self
+
+    def base_stage(self, name: str) -> str | None:
+        """The stage whose final weights stage ``name`` starts from (its ``start_from``, else the previous enabled
+        stage), or None for the first stage (which starts from the backbone)."""
+        active = [n for n, _ in self.active_stages()]
+        start = self.stages[name].start_from
+        if start is not None:
+            return start
+        i = active.index(name)
+        return active[i - 1] if i > 0 else None
 
     def active_stages(self) -> list[tuple[str, Stage]]:
         """(name, stage) of the enabled stages, in run order."""

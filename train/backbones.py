@@ -74,7 +74,34 @@ QWEN25_VL = OmniFamily(
 )
 
 # Reserved names a recipe may use for the offline tiny backbones.
-TINY_BACKBONES: dict[str, OmniFamily] = {"tiny-qwen2.5-omni": QWEN25_OMNI, "tiny-qwen3-omni": QWEN3_OMNI}
+TINY_BACKBONES: dict[str, OmniFamily] = {"tiny-qwen2.5-omni": QWEN25_OMNI, "tiny-qwen3-omni": QWEN3_OMNI,
+                                         "tiny-qwen2.5-omni-listen": QWEN25_OMNI}
+
+
+@dataclass(frozen=True)
+class TinySize:
+    """Widths and depths of a tiny thinker, and the audio window its feature extractor pads every waveform to."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 128
+    mrope_section: tuple[int, int, int] = (2, 3, 3)  # sums to head_dim / 2
+    audio_layers: int = 1
+    audio_width: int = 32
+    vision_depth: int = 1
+    vision_width: int = 32
+    audio_chunk_s: int = 30
+
+
+# The default tiny size exercises the machinery; "-listen" is big enough to learn the synthetic "listen" world on
+# a CPU in minutes (its clips are 5 s long, so a 10 s audio window loses nothing and extracts features 3x faster).
+TINY_SIZES: dict[str, TinySize] = {
+    "tiny-qwen2.5-omni-listen": TinySize(hidden=96, layers=3, heads=4, kv_heads=2, intermediate=256,
+                                         mrope_section=(4, 4, 4), audio_layers=2, audio_width=64, vision_depth=2,
+                                         vision_width=64, audio_chunk_s=10),
+}
 # Tiny vision-language models (train/vlm.py); kept apart because they have no audio tower.
 TINY_VLMS: dict[str, OmniFamily] = {"tiny-qwen2.5-vl": QWEN25_VL}
 
@@ -159,7 +186,7 @@ def _chat_template(family: OmniFamily) -> str:
     )
 
 
-def _build_processor(family: OmniFamily, tokenizer):
+def _build_processor(family: OmniFamily, tokenizer, dims: TinySize = TinySize()):
     import transformers
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
 
@@ -171,34 +198,38 @@ def _build_processor(family: OmniFamily, tokenizer):
     # chunk_length 30 s instead of the release's 300 s: the processor pads every waveform to it, and padding
     # short clips to 300 s is most of a CPU test's feature-extraction time. Real checkpoints keep their own.
     feature_extractor = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160,
-                                                chunk_length=30, n_fft=400)
+                                                chunk_length=dims.audio_chunk_s, n_fft=400)
     cls = getattr(transformers, family.processor_class)
     return cls(image_processor=image_processor, video_processor=video_processor,
                feature_extractor=feature_extractor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
 
 
-def _tiny_config(family: OmniFamily, tokenizer):
+def _tiny_config(family: OmniFamily, tokenizer, size: TinySize = TinySize()):
     import transformers
 
     ids = {role: tokenizer.convert_tokens_to_ids(tok) for role, tok in family.tokens.items()}
     vocab = len(tokenizer)
     vocab = (vocab + 63) // 64 * 64
-    hidden, heads = 64, 4
-    text = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=heads, num_key_value_heads=2, max_position_embeddings=4096,
+    hidden, heads = size.hidden, size.heads
+    text = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=size.intermediate,
+                num_hidden_layers=size.layers, num_attention_heads=heads, num_key_value_heads=size.kv_heads,
+                max_position_embeddings=4096,
                 # mrope splits the rotary half-dim (head_dim 16 -> 8) into temporal/height/width sections.
-                rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
+                rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0,
+                                 "mrope_section": list(size.mrope_section)},
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    audio = dict(num_mel_bins=128, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, d_model=32,
-                 output_dim=hidden, max_source_positions=1500)
+    audio = dict(num_mel_bins=128, encoder_layers=size.audio_layers, encoder_attention_heads=2,
+                 encoder_ffn_dim=2 * size.audio_width, d_model=size.audio_width, output_dim=hidden,
+                 max_source_positions=1500)
     common = dict(image_token_id=ids["image_token"], video_token_id=ids["video_token"],
                   audio_token_id=ids["audio_token"], audio_start_token_id=ids["audio_bos_token"],
                   vision_start_token_id=ids["vision_bos_token"],
                   user_token_id=tokenizer.convert_tokens_to_ids("user") if "user" in tokenizer.get_vocab() else 0)
     if family is QWEN25_OMNI:
-        vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
+        vision = dict(depth=size.vision_depth, hidden_size=size.vision_width, intermediate_size=2 * size.vision_width,
+                      num_heads=2, patch_size=14,
                       spatial_merge_size=2, temporal_patch_size=2, window_size=112, out_hidden_size=hidden,
-                      fullatt_block_indexes=[0])
+                      fullatt_block_indexes=list(range(size.vision_depth)))
         return transformers.Qwen2_5OmniThinkerConfig(
             audio_config=audio, vision_config=vision, text_config=text, audio_end_token_id=ids["audio_eos_token"],
             **{k.replace("_token_id", "_token_index") if k in ("image_token_id", "video_token_id", "audio_token_id")
@@ -230,8 +261,9 @@ def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int 
     family = TINY_BACKBONES[name]
     out = Path(out_dir) if out_dir is not None else backbone_cache() / name
     tokenizer = _build_tokenizer(family)
-    processor = _build_processor(family, tokenizer)
-    config = _tiny_config(family, tokenizer)
+    size = TINY_SIZES.get(name, TinySize())
+    processor = _build_processor(family, tokenizer, size)
+    config = _tiny_config(family, tokenizer, size)
     torch.manual_seed(seed)
     model = getattr(transformers, family.model_class)(config)
     return save_tiny(model, processor, tokenizer, name, out)

@@ -1,5 +1,6 @@
-"""Run a recipe's stages in order: each stage starts from the previous one's final weights, stages already complete
-for the same settings are skipped, an interrupted stage resumes from its last checkpoint.
+"""Run a recipe's stages in order: each stage starts from the previous one's final weights (or from those of the
+earlier stage its ``start_from`` names), stages already complete for the same settings are skipped, an interrupted
+stage resumes from its last checkpoint.
 
 Used by ``python -m train`` (and by tests, which pass extra callbacks).
 """
@@ -88,8 +89,10 @@ def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: s
     data_root = Path(data_root).absolute() if data_root is not None else data_dir(recipe.name)
     log(f"[train] {recipe.name}: data {data_root}, run {run_dir}")
     results: list[StageResult] = []
-    prev: StageResult | None = None
+    done_by_name: dict[str, StageResult] = {}
     for i, (name, stage) in enumerate(active):
+        source = recipe.base_stage(name)  # start_from, else the previous stage; None for the first
+        prev = None if source is None else done_by_name[source]
         base = recipe.backbone if prev is None else prev.weights
         base_ref = _base_ref(recipe.backbone) if prev is None else prev.weights
         ctx = StageContext(recipe=recipe, name=name, stage=stage, out_dir=run_dir / name, base=base,
@@ -99,7 +102,7 @@ def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: s
         if done is not None and done.fingerprint == full and Path(done.weights).exists():
             log(f"[train] {recipe.name}/{name}: complete at step {done.final_step}, skipped")
             results.append(done)
-            prev = done
+            done_by_name[name] = done
             continue
         started = ctx.out_dir / "started.json"
         if started.is_file() and checkpoints(ctx.out_dir):
@@ -138,5 +141,5 @@ def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: s
         barrier()
         log(f"[train] {recipe.name}/{name}: done at step {result.final_step} -> {result.weights}")
         results.append(result)
-        prev = result
+        done_by_name[name] = result
     return results

@@ -310,7 +310,8 @@ def dataset_dir(ctx: StageContext) -> Path:
 
 
 def load_rows(ctx: StageContext):
-    """The stage's HF dataset (``save_to_disk`` format), cut to ``data.limit`` rows.
+    """The stage's HF dataset (``save_to_disk`` format): the rows of ``data.sources`` (all when unset), cut to
+    ``data.limit`` rows.
 
     Raises:
         TrainingSetupError: no dataset there, with the command that builds it.
@@ -324,6 +325,9 @@ def load_rows(ctx: StageContext):
             f"`{build_command(ctx.recipe.name, ctx.recipe._source, ctx.data_root)}` or point "
             f"stages.{ctx.name}.data.path at one")
     ds = load_from_disk(str(folder))
+    if ctx.stage.data.sources is not None:
+        keep = set(ctx.stage.data.sources)
+        ds = ds.filter(lambda source: source in keep, input_columns="source", keep_in_memory=True)
     if ctx.stage.data.limit is not None:
         ds = ds.select(range(min(ctx.stage.data.limit, len(ds))))
     if len(ds) == 0:

@@ -1,0 +1,154 @@
+"""The pieces of the "Clever Hans" recipe: the listen world, closed-set and perception sources, stage branches and
+source filters in the schema, and the run-level summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_builders.annotations import read_annotations
+from data_builders.pairs import CLOSED_SET_PLAN, BuildInputs, Clip, build_pairs
+from eval.thud.prompts import OPTION_TEXT
+from eval.thud.records import PredictionRow, is_correct
+from recipes.data import ShiftSettings
+from recipes.schema import RecipeError, load_recipe
+
+LABEL_OF = {text: label for label, text in OPTION_TEXT.items()}
+
+
+@pytest.fixture(scope="module")
+def inputs(synth_dir) -> BuildInputs:
+    clips = [Clip(ann=a.record, video=str(a.path), duration=a.record.duration)
+             for a in read_annotations(synth_dir / "annotations.jsonl")]
+    return BuildInputs(clips=clips, shift=ShiftSettings(bands=[(0.5, 1.5)]), seed=3, questions="closed_set")
+
+
+def _condition(spec) -> str:
+    return spec.kind
+
+
+@pytest.mark.parametrize("source", sorted(CLOSED_SET_PLAN))
+def test_closed_set_pairs_are_right_by_the_eval_own_rule(inputs, source):
+    pairs = build_pairs(source, inputs, 24, np.random.default_rng(0))
+    prompts: dict[tuple[str, str], set[str]] = {}
+    conditions = []
+    for p in pairs:
+        assert p.chosen_intervention == p.rejected_intervention, "both sides hear the same clip"
+        dim = p.meta["dimension"]
+        cond = _condition(p.chosen_intervention)
+        conditions.append(cond)
+        offset = p.chosen_intervention.offset
+
+        def row(text: str) -> PredictionRow:
+            return PredictionRow(source_id=p.source_id, dimension=dim, condition=cond, offset=offset,
+                                 label=LABEL_OF[text])
+
+        assert is_correct(row(p.chosen)), (p.id, p.chosen)
+        assert not is_correct(row(p.rejected)), (p.id, p.rejected)
+        prompts.setdefault((p.source_id, dim), set()).add(p.prompt)
+    assert all(len(v) == 1 for v in prompts.values()), "one question text per clip and dimension, whatever the audio"
+    if source != "orig_sync":  # the question alone never tells the answer: originals are asked as often
+        assert 0 < conditions.count("original") < len(conditions)
+    else:
+        assert set(conditions) == {"original"}
+
+
+def test_perception_audio_answers_follow_the_track(inputs):
+    pairs = build_pairs("perception", inputs, 64, np.random.default_rng(1))
+    by_id = {c.id: c.ann for c in inputs.clips}
+    aspects = set()
+    for p in pairs:
+        aspect, spec, ann = p.meta["aspect"], p.chosen_intervention, by_id[p.source_id]
+        aspects.add(aspect)
+        assert p.chosen != p.rejected
+        if aspect == "object":
+            assert ann.visual_event[:12].lower() in p.chosen.lower(), "the seen object ignores the audio"
+        elif aspect == "sound":
+            heard = {"mute": None, "swap": by_id[spec.donor].audio_event if spec.donor else None}.get(
+                spec.kind, ann.audio_event)
+            assert (heard or "silent").lower()[:10] in p.chosen.lower()
+        elif aspect == "sound_time" and spec.kind == "shift":
+            assert p.chosen == f"At about {ann.t_audio + spec.offset:.1f} s."
+        elif aspect == "impact_time":
+            assert p.chosen == f"At about {ann.t_visual:.1f} s."
+    assert aspects == {"object", "impact_time", "sound", "sound_time"}
+    assert len({p.prompt for p in pairs}) == 4, "the question depends on the aspect only"
+
+
+def test_listen_world_keeps_impacts_inside_every_clip():
+    from data_builders.synth import make_clip
+
+    for i in range(20):
+        ann, frames, audio = make_clip(i, 5, world="listen")
+        assert ann.duration == 5.0 and 1.1 <= ann.t_visual <= 3.2
+        assert len(frames) == 125
+
+
+def test_start_from_must_name_an_earlier_enabled_stage():
+    assert load_recipe("clever_hans").base_stage("control") == "natural_sft"
+    assert load_recipe("clever_hans").base_stage("dpo") == "natural_sft"
+    for override, words in [("stages.control.start_from=nope", "no stage named"),
+                            ("stages.natural_sft.start_from=dpo", "comes after"),
+                            ("stages.natural_sft.enabled=false", "disabled")]:
+        with pytest.raises(RecipeError, match=words) as err:
+            load_recipe("clever_hans", [override])
+        assert err.value.key == "stages" and "start_from" in str(err.value)
+
+
+def test_stage_sources_must_be_built():
+    with pytest.raises(RecipeError, match="no rows in the built 'dpo' set"):
+        load_recipe("clever_hans", ["stages.dpo.data.sources=[ctp, fv_d]"])
+
+
+def test_summary_is_what_metrics_thud_prints(tmp_path, capsys):
+    from eval.__main__ import main
+    from eval.summary import target_figures, write_summary
+
+    recipe = load_recipe("clever_hans")
+    rng = np.random.default_rng(0)
+    for stage, _ in recipe.active_stages():
+        folder = tmp_path / stage / "checkpoint-5" / "eval" / "thud"
+        folder.mkdir(parents=True)
+        (tmp_path / stage / "checkpoint-5" / "trainer_state.json").write_text("{}")
+        rows = []
+        for i in range(8):
+            for dim, cond, off in [("temporal_sync", "original", None), ("temporal_sync", "shift", 0.3 * (i + 1)),
+                                   ("audio_existence", "original", None), ("audio_existence", "mute", None)]:
+                label = str(rng.choice(["synced", "delayed", "silent"]))
+                rows.append(dict(source_id=f"c{i}", dimension=dim, condition=cond, offset=off, label=label))
+        (folder / "predictions_closed_set.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = write_summary(tmp_path, recipe)
+    summary = json.loads(Path(path).read_text())
+    assert sorted(summary["branches"]) == sorted(n for n, _ in recipe.active_stages())
+    assert main(["metrics", "thud", str(tmp_path / "dpo" / "checkpoint-5" / "eval" / "thud" /
+                                        "predictions_closed_set.jsonl")]) == 0
+    assert json.loads(capsys.readouterr().out) == summary["branches"]["dpo"]
+    assert (tmp_path / "summary.png").stat().st_size > 0
+    fig = target_figures(summary["branches"]["dpo"])
+    assert fig["min_original"] == min(summary["branches"]["dpo"][d]["accuracy_original"]
+                                      for d in ("temporal_sync", "audio_existence"))
+
+
+def test_a_branch_starts_from_the_stage_it_names(tiny_backbones, synth_dir, tmp_path):
+    import _train_data as td
+    from train.pipeline import run_recipe
+
+    td.save(td.sft_records(synth_dir), tmp_path / "data" / "sft")
+    td.save(td.dpo_records(synth_dir), tmp_path / "data" / "dpo")
+    one = "max_steps: 1, learning_rate: 1.0e-3, batch_size: 2, save_steps: 1"
+    path = td.write_recipe(tmp_path, "branches", f"""
+backbone: {tiny_backbones['tiny-qwen2.5-omni']}
+media: {{fps: 1, max_frames: 4, max_pixels: 6272}}
+stages:
+  sft: {{kind: sft, data: {{dataset: sft}}, {one}}}
+  dpo: {{kind: dpo, data: {{dataset: dpo}}, {one}}}
+  control: {{kind: dpo, start_from: sft, data: {{dataset: dpo, sources: [ctp]}}, {one}}}
+""")
+    results = {r.stage: r for r in run_recipe(load_recipe(path), runs_root=tmp_path / "runs",
+                                              data_root=tmp_path / "data", log=lambda _: None)}
+    assert results["dpo"].base == results["sft"].weights
+    assert results["control"].base == results["sft"].weights, "the branch starts from sft, not from dpo"
+    assert results["control"].fingerprint != results["dpo"].fingerprint
