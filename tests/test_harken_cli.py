@@ -235,8 +235,8 @@ def test_push_writes_a_model_card_with_the_evaluation_tables(tmp_path, capsys):
     assert main(["push", str(run), "--no-push"]) == 0
     card = (run / "dpo" / "merged" / "README.md").read_text()
     assert card.startswith("---\nbase_model: tiny-qwen2.5-omni\n")
-    assert "| tiny-qwen2.5-omni (base) | — | 10.0 | — | 50.0 | — | 25.0 | -20.0 |" in card
-    assert "| dpo/checkpoint-8 | — | 30.0 | — | 50.0 | — | 25.0 | -4.0 |" in card
+    assert "| tiny-qwen2.5-omni (base) | — | — | 10.0 | — | 50.0 | — | 25.0 | -20.0 |" in card  # Sync, then Table 1
+    assert "| dpo/checkpoint-8 | — | — | 30.0 | — | 50.0 | — | 25.0 | -4.0 |" in card
     assert "| dpo/checkpoint-8 | 50.0 |" in card  # spectrogram accuracy %
 
 
