@@ -70,6 +70,10 @@ def suite_plan(recipe=None, suites: Iterable[str] | None = None, sets: Iterable[
     bench = recipe.data.spectrogram_mcq if recipe is not None else None
     if "spectrogram_mcq" in plan and bench is not None and "items" not in plan["spectrogram_mcq"]:
         plan["spectrogram_mcq"]["items"] = str(bench.items_path(Path(data_root) / recipe.name).resolve())
+    from eval.options import check_options
+
+    for name, opts in plan.items():  # typos in --set fail here, before any checkpoint is loaded
+        check_options(name, opts)
     return plan
 
 
