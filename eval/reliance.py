@@ -134,11 +134,11 @@ def plot_fragments(result: dict, path: Path, title: str) -> Path | None:
         pts = sorted((f["window"], 100 * (f["mean_window_accuracy"]["value"] or 0)) for f in frags.values()
                      if f["fill"] == fill)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"fragment, rest {fill}")
-    styles = iter(["-", "--", ":"])
+    styles = iter([("-", "black"), ("--", "grey"), (":", "grey")])
     for name, acc in result["accuracy"].items():
         if acc["n"]:
-            ax.axhline(100 * acc["accuracy"], linestyle=next(styles, "-."), color="grey", linewidth=1)
-            ax.annotate(name, (ax.get_xlim()[0], 100 * acc["accuracy"]), fontsize=7, va="bottom")
+            style, colour = next(styles, ("-.", "grey"))
+            ax.axhline(100 * acc["accuracy"], linestyle=style, color=colour, linewidth=1, label=name)
     ax.set_xlabel("fragment length (s)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
