@@ -102,7 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of option sets in the test split")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_spectrogram_mcq)
+
+    p = sub.add_parser("sound-world", help="write the offline labelled-sound world the diagnostic suites default to")
+    p.add_argument("--out", required=True)
+    p.add_argument("--per-class", type=int, default=2, help="clips per sound class")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_sound_world)
     return parser
+
+
+def _sound_world(args: argparse.Namespace) -> int:
+    from data_builders.sound_world import build_world
+
+    out = build_world(args.out, per_class=args.per_class, seed=args.seed)
+    print(f"wrote {out}: labels.jsonl, label_sets.json, audio_mcq.jsonl and sounds/")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -185,3 +185,24 @@ def report_lines(suite: str, res: dict, out_dir: Path) -> list[str]:
         rel = Path(os.path.relpath(res["figure"], out_dir)).as_posix()
         lines += [f"![{suite} accuracy vs fragment length]({rel})", ""]
     return lines
+
+
+def run_report_lines(entries) -> list[str]:
+    """Across checkpoints: full accuracy, retention and reliance per no-audio variant, share needing the whole
+    clip, for every suite evaluated under input conditions (percent). ``entries``: (label, results) pairs."""
+    from eval.report import _md_table
+
+    lines: list[str] = []
+    suites = sorted({n for _, r in entries for n, s in r["suites"].items() if s.get("input_conditions")})
+    for name in suites:
+        rows = []
+        for label, r in entries:
+            res = r["suites"].get(name, {}).get("input_conditions")
+            if not res:
+                continue
+            flat = flat_metrics(res)
+            rows.append([label, *[("—" if flat.get(k) is None else f"{100 * flat[k]:.1f}") for k in flat]])
+            header = list(flat)
+        lines += [f"## {name}: text prior and audio reliance (%)", ""] + _md_table(["checkpoint", *header], rows)
+        lines.append("")
+    return lines

@@ -165,6 +165,9 @@ def write_run_report(run_dir: str | Path, entries: Sequence[tuple[str, dict]]) -
     if failed:
         lines += ["## spectrogram_mcq, not evaluated", ""]
         lines += [f"- {label}: {res.get('status')}: {res.get('reason', '')}" for label, res in failed] + [""]
+    from eval.reliance import run_report_lines
+
+    lines += run_report_lines(entries)
     others = sorted({n for _, r in entries for n in r["suites"] if n not in ("thud", "spectrogram_mcq")})
     for name in others:
         lines += [f"## {name}", ""]
