@@ -70,10 +70,6 @@ def suite_plan(recipe=None, suites: Iterable[str] | None = None, sets: Iterable[
     bench = recipe.data.spectrogram_mcq if recipe is not None else None
     if "spectrogram_mcq" in plan and bench is not None and "items" not in plan["spectrogram_mcq"]:
         plan["spectrogram_mcq"]["items"] = str(bench.items_path(Path(data_root) / recipe.name).resolve())
-    from eval.options import check_options
-
-    for name, opts in plan.items():  # typos in --set fail here, before any checkpoint is loaded
-        check_options(name, opts)
     return plan
 
 
@@ -124,10 +120,15 @@ def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]],
     reported as ``{"status": "error", "reason": ...}`` so one broken suite does not hide the others' results.
     Returns:
         the results.json content (on every process; only process 0 writes files).
+    Raises:
+        eval.options.SuiteOptionsError: a suite's options do not fit its typed model (nothing is evaluated).
     """
     from eval.checkpoint import load_checkpoint
+    from eval.options import check_options
     from eval.report import write_report
 
+    for name, options in plan.items():  # a typo in --set fails here, before the checkpoint is loaded
+        check_options(name, options)
     dist = _distributed()
     out_dir = Path(out_dir)
     dtype = eval_dtype(recipe)
