@@ -121,3 +121,18 @@ def test_a_run_with_a_scorer_that_hears(tmp_path, monkeypatch):
     assert (tmp_path / "demo" / "figures" / "accuracy_vs_fragment_length.png").stat().st_size > 1000
     again = evaluate_conditions(ctx(), "demo", items, spec)
     assert fake.calls == 4 * 9 and again["accuracy"] == res["accuracy"]
+
+
+def test_run_report_lists_conditions_per_checkpoint(tmp_path):
+    from eval.report import write_run_report
+
+    spec = InputConditions(no_audio=["silence"])
+    table = {"full": {"a": [True], "b": [True]}, "no_audio/silence": {"a": [True], "b": [False]}}
+    res = summarise(table, spec)
+    entries = [(label, {"suites": {"audio_mcq": {"status": "ok", "metrics": {}, "input_conditions": res}}})
+               for label in ("base (step 0)", "dpo/checkpoint-8")]
+    text = write_run_report(tmp_path, entries).read_text()
+    assert "## audio_mcq: text prior and audio reliance (%)" in text
+    assert "| checkpoint | accuracy/full | accuracy/no_audio/silence | text_prior_retention/silence | " \
+           "audio_reliance/silence |" in text
+    assert "| dpo/checkpoint-8 | 100.0 | 50.0 | 50.0 | 50.0 |" in text
