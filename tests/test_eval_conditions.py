@@ -136,3 +136,24 @@ def test_run_report_lists_conditions_per_checkpoint(tmp_path):
     assert "| checkpoint | accuracy/full | accuracy/no_audio/silence | text_prior_retention/silence | " \
            "audio_reliance/silence |" in text
     assert "| dpo/checkpoint-8 | 100.0 | 50.0 | 50.0 | 50.0 |" in text
+
+
+def test_audio_mcq_reader_quarantines_bad_lines(tmp_path):
+    from eval.audio_mcq import prompt, read_items
+
+    (tmp_path / "a.wav").write_bytes(b"x")
+    lines = [{"audio": "a.wav", "question": "What?", "options": ["dog", "cat"], "answer": "cat"},
+             {"video": "a.wav", "question": "What?", "options": ["dog", "cat"], "answer": 0, "id": "q2"},
+             {"audio": "a.wav", "question": "What?", "options": ["dog", "cat"], "answer": "cow"},
+             {"audio": "a.wav", "video": "a.wav", "question": "What?", "options": ["dog", "cat"], "answer": 0},
+             {"audio": "gone.wav", "question": "What?", "options": ["dog", "cat"], "answer": 0},
+             {"audio": "a.wav", "options": ["dog", "cat"], "answer": 0}]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines) + "{not json\n")
+    items, bad = read_items(path)
+    assert [(i.id, i.answer, i.is_video) for i in items] == [("1:a.wav", 1, False), ("q2", 0, True)]
+    assert [b["line"] for b in bad] == [3, 4, 5, 6, 7]
+    assert "'cow' is not exactly one of the options" in bad[0]["reason"] and "q.jsonl:3" in bad[0]["reason"]
+    assert "exactly one of 'audio' and 'video'" in bad[1]["reason"] and "does not exist" in bad[2]["reason"]
+    assert "missing field 'question'" in bad[3]["reason"]
+    assert prompt("What?", ("dog", "cat")) == "What?\nA. dog\nB. cat\nAnswer with the text of one option."
