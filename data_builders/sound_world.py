@@ -29,7 +29,7 @@ import numpy as np
 from data_builders.annotations import write_jsonl
 from data_builders.synth import CLASS_BY_NAME, NOISE_FLOOR, impact_sound
 
-VERSION = 1  # bump when the world's sounds or layout change: the cached copy is rebuilt
+VERSION = 2  # bump when the world's sounds or layout change: the cached copy is rebuilt
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 2.0
 DEFAULT_ROOT = Path(os.environ.get("HARKEN_CACHE", ".cache")) / "sound_world"
@@ -127,8 +127,9 @@ def build_world(out: str | Path, per_class: int = 2, seed: int = 0) -> Path:
     try:
         (work / "sounds").mkdir()
         labels = []
-        for cls in CLASSES:
-            for k in range(per_class):
+        # Round-robin over classes, so the first N clips (a suite's `limit`) cover as many classes as they can.
+        for k in range(per_class):
+            for cls in CLASSES:
                 rel = f"sounds/{cls.label.replace(' ', '_')}_{k}.wav"
                 sf.write(work / rel, _clip(cls, k, seed, work), SAMPLE_RATE, subtype="PCM_16")
                 labels.append({"file": rel, "labels": [cls.label, cls.hypernym]})

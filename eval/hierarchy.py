@@ -13,7 +13,8 @@ unrelated pairs (asked both ways). Accuracy per relation and condition, with n a
 paper found text-only reasoning robust for synonyms and hypernym relations falling apart once audio is involved.
 
 Pairs come from a JSONL of ``{"a", "b", "relation": synonym|hypernym|unrelated}`` (default: the shipped
-``data_builders/assets/concept_pairs.jsonl``); clips of a concept are those of the labelled folder (as for
+``data_builders/assets/concept_pairs.jsonl``, relations interleaved so that ``limit: 3k`` asks k pairs of each);
+clips of a concept are those of the labelled folder (as for
 ``caption_classification``) that carry it as a label. A synonym B that no clip carries is heard as another clip of A.
 """
 
