@@ -141,7 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-clips", action="store_true", help="Oops: ignore the official *_filtered.txt lists")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.set_defaults(func=_inspect)
+    p = sub.add_parser("sound-world", help="write the offline labelled-sound world the diagnostic suites default to")
+    p.add_argument("--out", required=True)
+    p.add_argument("--per-class", type=int, default=2, help="clips per sound class")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_sound_world)
     return parser
+
+
+def _sound_world(args: argparse.Namespace) -> int:
+    from data_builders.sound_world import build_world
+
+    out = build_world(args.out, per_class=args.per_class, seed=args.seed)
+    print(f"wrote {out}: labels.jsonl, label_sets.json, audio_mcq.jsonl and sounds/")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

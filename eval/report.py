@@ -146,6 +146,13 @@ def _spectrogram_section(res: dict) -> list[str]:
     return lines
 
 
+def diagnostic_sections() -> dict:
+    """Report sections of the diagnostic suites (audio_mcq, caption_classification, hierarchy): name -> lines."""
+    from eval.diagnostics_report import SECTIONS
+
+    return SECTIONS
+
+
 def write_report(results: dict, out_dir: str | Path) -> Path:
     """Write ``out_dir/report.md`` (and its figures) for one checkpoint's results.json content."""
     import json
@@ -162,8 +169,14 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
             lines += _thud_section(res, out_dir)
         elif name == "spectrogram_mcq":
             lines += _spectrogram_section(res)
+        elif name in diagnostic_sections():
+            lines += diagnostic_sections()[name](res, out_dir)
         else:
             lines += [f"## {name}", "", "```json", json.dumps(res.get("metrics", res), indent=1)[:4000], "```", ""]
+        if status == "ok" and res.get("input_conditions"):
+            from eval.reliance import report_lines
+
+            lines += report_lines(name, res["input_conditions"], out_dir)
     path = out_dir / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
@@ -219,6 +232,9 @@ def write_run_report(run_dir: str | Path, entries: Sequence[tuple[str, dict]]) -
     if failed:
         lines += ["## spectrogram_mcq, not evaluated", ""]
         lines += [f"- {label}: {res.get('status')}: {res.get('reason', '')}" for label, res in failed] + [""]
+    from eval.reliance import run_report_lines
+
+    lines += run_report_lines(entries)
     others = sorted({n for _, r in entries for n in r["suites"] if n not in ("thud", "spectrogram_mcq")})
     for name in others:
         lines += [f"## {name}", ""]

@@ -198,10 +198,15 @@ def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]],
     reported as ``{"status": "error", "reason": ...}`` so one broken suite does not hide the others' results.
     Returns:
         the results.json content (on every process; only process 0 writes files).
+    Raises:
+        eval.options.SuiteOptionsError: a suite's options do not fit its typed model (nothing is evaluated).
     """
     from eval.checkpoint import load_checkpoint
+    from eval.options import check_options
     from eval.report import write_report
 
+    for name, options in plan.items():  # a typo in --set fails here, before the checkpoint is loaded
+        check_options(name, options)
     dist = _distributed()
     out_dir = Path(out_dir)
     dtype = eval_dtype(recipe)

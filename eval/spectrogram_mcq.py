@@ -158,6 +158,14 @@ def run(ctx: EvalContext) -> dict:
         write_jsonl(ctx.out_dir / f"{SUITE}_predictions.jsonl", rows)
     metrics = {f"{sec}/{name}": m["accuracy"] for sec in ("conditions", "ablations")
                for name, m in sections[sec].items()}
-    return {**sections, "baselines": baselines, "metrics": metrics, "chance": CHANCE,
+    extra = {}
+    if ctx.options.get("input_conditions") is not None and omni:  # the audio questions without audio and in fragments
+        from eval.condition_suites import spectrogram_items
+        from eval.conditions import InputConditions, evaluate_conditions
+
+        extra["input_conditions"] = evaluate_conditions(ctx, SUITE, spectrogram_items(items, root, ctx.media),
+                                                        InputConditions.model_validate(
+                                                            ctx.options["input_conditions"]), normalise)
+    return {**sections, "baselines": baselines, "metrics": metrics, "chance": CHANCE, **extra,
             "settings": {"items": str(path), "split": split, "n_items": len(items), "normalise": normalise,
                          "omni": omni, "params": items[0].params}}

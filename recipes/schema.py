@@ -198,7 +198,6 @@ def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Reci
     try:
         recipe = Recipe.model_validate(tree)
         recipe._source = str(path.resolve())
-        return recipe
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
@@ -208,6 +207,21 @@ def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Reci
         if err.get("type") == "extra_forbidden":
             msg = "unknown key (check its spelling against the schema in recipes/)"
         raise RecipeError(path, key, msg) from exc
+    _check_eval_options(recipe, path)
+    return recipe
+
+
+def _check_eval_options(recipe: Recipe, path: Path) -> None:
+    """Each eval suite's options against the suite's own typed model (unknown keys, wrong types)."""
+    # Imported here, not at module level: the option models live next to the suites that read them, and loading
+    # the recipes package must stay free of evaluation code.
+    from eval.options import SuiteOptionsError, check_options
+
+    for name, suite in recipe.eval.suites.items():
+        try:
+            check_options(name, suite.options)
+        except SuiteOptionsError as exc:
+            raise RecipeError(path, f"eval.suites.{name}.options.{exc.key}", exc.reason) from exc
 
 
 def dump_recipe(recipe: Recipe, path: str | Path) -> None:

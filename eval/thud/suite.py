@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from data_builders.interventions import apply_intervention
 from data_builders.media import load_audio, load_clip
+from eval.conditions import InputConditions, evaluate_conditions
 from eval.context import EvalContext
 from eval.scoring import score_options
 from eval.stats import wilson_pct
@@ -56,6 +57,8 @@ class ThudOptions(BaseModel):
     temperature: float = Field(0.0, ge=0, description="free form: 0 = greedy (thud.md)")
     judge: JudgeConfig | None = None
     sync_set: str | None = Field(None, description="VGGSoundSync-style JSONL {video, offset, band}")
+    input_conditions: InputConditions | None = Field(
+        None, description="closed set: ask again without audio and with fragments (eval.conditions)")
 
     def model_post_init(self, _ctx) -> None:
         bad = set(self.modes) - {"closed_set", "free_form"}
@@ -276,6 +279,11 @@ def run(ctx: EvalContext) -> dict:
                 if result["judge"] is not None:
                     result["judge"]["by"] = opts.judge.describe()
                 result["reliability"] = {mode: reliability(result["metrics"][mode], result["judge"] is not None)}
+        if opts.input_conditions is not None:
+            from eval.condition_suites import thud_items
+
+            result["input_conditions"] = evaluate_conditions(ctx, SUITE, thud_items(items, ctx.media, ctx.seed),
+                                                             opts.input_conditions, opts.length_normalise)
     if opts.sync_set:
         sync_items = read_sync_set(opts.sync_set)
         srows = evaluate_items(ctx, sync_items, opts, judge,

@@ -1,0 +1,81 @@
+"""Text-embedding models for caption scoring, loaded through sentence-transformers.
+
+A recipe names one: a local folder, a hub id already in the local cache (nothing downloads), or the reserved
+``tiny-sentence-embedder``: a 2-layer BERT with random weights and a WordPiece vocabulary trained here, saved with
+``save_pretrained`` and loaded back through ``SentenceTransformer`` exactly like a published model. It exercises
+the machinery offline (tests, the demo); its scores mean nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+TINY_EMBEDDER = "tiny-sentence-embedder"
+DEFAULT_CACHE = Path(os.environ.get("HARKEN_CACHE", ".cache")) / "embedders"
+_WORDS = Path(__file__).resolve().parents[1] / "data_builders" / "assets" / "words_en.tsv"
+
+
+def _wordpiece(folder: Path, vocab_size: int = 2000):
+    """A BERT WordPiece tokenizer trained on the project's word list (uncased), saved into ``folder``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    words = [line.split("\t")[0] for line in _WORDS.read_text(encoding="utf-8").splitlines()[1:]]
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator([" ".join(words)] * 2, trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+    fast.save_pretrained(folder)
+    return fast
+
+
+def build_tiny_embedder(out_dir: str | Path, seed: int = 0) -> Path:
+    """Build the tiny sentence-transformers model into ``out_dir`` (BERT + mean pooling); returns the folder."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    out = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp:  # the plain BERT folder: SentenceTransformer.save copies it
+        tok = _wordpiece(Path(tmp))
+        torch.manual_seed(seed)
+        config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, max_position_embeddings=128)
+        BertModel(config).save_pretrained(tmp)
+        word = Transformer(tmp, max_seq_length=64)
+        pooling = Pooling(word.get_embedding_dimension(), "mean")
+        SentenceTransformer(modules=[word, pooling], device="cpu").save(str(out))
+    return out
+
+
+def load_embedder(name: str, cache_dir: str | Path | None = None):
+    """A ``SentenceTransformer`` for ``name`` (the tiny name is built on first use), on CPU unless CUDA is there.
+
+    Raises:
+        FileNotFoundError: a hub id that is not in the local cache, with how to provide it.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    if name == TINY_EMBEDDER:
+        folder = Path(cache_dir or DEFAULT_CACHE) / name
+        if not (folder / "modules.json").is_file():
+            build_tiny_embedder(folder)
+        name = str(folder)
+    try:
+        return SentenceTransformer(name, local_files_only=True)
+    except OSError as exc:
+        raise FileNotFoundError(
+            f"text-embedding model {name!r} is neither a local folder nor in the Hugging Face cache. Download it on "
+            f"a machine with network (`huggingface-cli download {name}`) and copy the cache, or name a folder; "
+            f"tests and the demo use {TINY_EMBEDDER!r}.") from exc
