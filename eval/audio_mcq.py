@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval.conditions import ConditionItem, InputConditions, evaluate_conditions
-from eval.context import EvalContext
+from eval.context import EvalContext, media_identity
 from eval.reliance import flat_metrics
 
 SUITE = "audio_mcq"
@@ -117,7 +117,7 @@ def condition_items(items: list[McqItem], media) -> list[ConditionItem]:
                 return None, load_audio(it.media, media.sample_rate, max_seconds=media.max_clip_seconds)[0]
         duration = min(probe_duration(it.media), media.max_clip_seconds)
         out.append(ConditionItem(it.id, prompt(it.question, it.options), it.options, frozenset({it.answer}),
-                                 duration, load))
+                                 duration, load, media_identity(it.media)))
     return out
 
 

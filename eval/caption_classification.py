@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from eval.context import EvalContext
+from eval.context import EvalContext, media_identity
 
 SUITE = "caption_classification"
 PREFIX = "sound of "  # the paper's prefix, on captions and labels alike
@@ -210,7 +210,9 @@ def run(ctx: EvalContext) -> dict:
             return {"text": generate_text(ctx.model, ctx.processor, ctx.media, opts.prompt, audio, frames,
                                           opts.max_new_tokens)}
 
-        value = ctx.cached(SUITE, rel, settings, caption) if i % world == rank else ctx.lookup(SUITE, rel, settings)
+        inputs = media_identity(clip.file)
+        value = ctx.cached(SUITE, rel, settings, caption, inputs) if i % world == rank else \
+            ctx.lookup(SUITE, rel, settings, inputs)
         if value is not None:
             captions[rel] = value["text"]
     done = [c for c in clips if c.file.relative_to(folder).as_posix() in captions]

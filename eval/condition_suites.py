@@ -18,7 +18,7 @@ def thud_items(items: Sequence, media, seed: int) -> list[ConditionItem]:
     from data_builders.media import load_audio, load_clip, probe_duration
     from eval.thud.prompts import closed_set_question
     from eval.thud.records import PredictionRow, is_correct
-    from eval.thud.suite import DIMS_OF
+    from eval.thud.suite import DIMS_OF, item_inputs
 
     clip = lru_cache(maxsize=4)(lambda path: load_clip(path, media))
 
@@ -39,7 +39,7 @@ def thud_items(items: Sequence, media, seed: int) -> list[ConditionItem]:
                 source_id=item.source_id, dimension=dim, condition=item.condition, offset=item.model_offset(),
                 label=label)))
             out.append(ConditionItem(f"{item.item_id}|{dim}", q.prompt, tuple(q.options), right, duration,
-                                     lambda item=item: load(item)))
+                                     lambda item=item: load(item), item_inputs(item)))
     return out
 
 
@@ -47,6 +47,7 @@ def spectrogram_items(items: Sequence, root: Path, media) -> list[ConditionItem]
     """The benchmark's audio questions (the spoken word instead of its picture), both option kinds."""
     from data_builders.media import load_audio, probe_duration
     from data_builders.spectrogram_mcq import prompt
+    from eval.context import media_identity
 
     out = []
     for item in items:
@@ -56,5 +57,6 @@ def spectrogram_items(items: Sequence, root: Path, media) -> list[ConditionItem]
             options = tuple(getattr(item.options, kind))
             out.append(ConditionItem(f"{item.id}|{kind}", prompt(list(options), kind, "audio"), options,
                                      frozenset({item.answer}), duration,
-                                     lambda path=path: (None, load_audio(path, media.sample_rate)[0])))
+                                     lambda path=path: (None, load_audio(path, media.sample_rate)[0]),
+                                     media_identity(path)))
     return out

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -136,6 +136,7 @@ class ConditionItem:
     correct: frozenset[int]
     duration: float
     load: Callable[[], tuple[np.ndarray | None, np.ndarray]]
+    inputs: Any = None  # content identity of the media behind ``load`` (part of the prediction's cache key)
 
 
 def evaluate_conditions(ctx, suite: str, items: Sequence[ConditionItem], spec: InputConditions,
@@ -169,8 +170,9 @@ def evaluate_conditions(ctx, suite: str, items: Sequence[ConditionItem], spec: I
             settings = {"condition": cond.key, "prompt": item.prompt, "options": list(item.options)}
             owned = unit % world == rank
             unit += 1
-            value = ctx.cached(f"{suite}.conditions", item.item_id, settings, lambda c=cond: compute(c)) if owned \
-                else ctx.lookup(f"{suite}.conditions", item.item_id, settings)
+            value = ctx.cached(f"{suite}.conditions", item.item_id, settings, lambda c=cond: compute(c),
+                               item.inputs) if owned else ctx.lookup(f"{suite}.conditions", item.item_id, settings,
+                                                                     item.inputs)
             if value is None:
                 continue
             score = np.array(value["logprob"]) / (np.array(value["n_tokens"]) if normalise else 1)

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from eval.context import EvalContext
+from eval.context import EvalContext, media_identity
 
 SUITE = "hierarchy"
 Relation = Literal["synonym", "hypernym", "unrelated"]
@@ -159,8 +159,9 @@ def run(ctx: EvalContext) -> dict:
                     settings = {"prompt": prompt, "options": list(ANSWERS)}
                     owned = unit % world == rank
                     unit += 1
-                    value = ctx.cached(SUITE, item_id, settings, compute) if owned else \
-                        ctx.lookup(SUITE, item_id, settings)
+                    inputs = [media_identity(c.file) for c in (clip_a, clip_b) if c is not None]
+                    value = ctx.cached(SUITE, item_id, settings, compute, inputs) if owned else \
+                        ctx.lookup(SUITE, item_id, settings, inputs)
                     if value is None:
                         continue
                     pred = ANSWERS[int(np.argmax(value["logprob"]))]
