@@ -1,4 +1,5 @@
-"""Typed annotation records (contracts.md "Annotation JSONL") and a reader whose errors name file, line and field."""
+"""Typed annotation records ("Annotation JSONL", docs/formats.md) and a reader whose errors name file, line and
+field."""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-"""Prompt and answer templates of the pair and sample builders (training.md "Data sources").
+"""Prompt and answer templates of the pair and sample builders (data sources: docs/data.md).
 
 Answers are filled with numbers computed from the annotation and the intervention, never guessed: a delayed clip
 with t_visual 2.5 s, t_audio 2.5 s and Δ = +2.1 s says the sound comes at about 4.6 s, 2.1 s late. Every answer type
 has at least five phrasings, picked by a seeded generator, so a model cannot key on one sentence.
 
 The prompt of a clip depends only on the clip and the seed (:func:`clip_prompt`), never on its condition: the
-original, shifted, muted and swapped versions of a clip are asked exactly the same question (thud.md "Prompts").
+original, shifted, muted and swapped versions of a clip are asked exactly the same question, so the prompt cannot
+reveal the condition.
 Every answer states its label with a keyword the Thud parser and ``train.self_sampled`` read ("in sync",
 "delayed"/"late", "early", "silent"/"no sound", "does not match").
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# One open question covering the three Thud dimensions, in several wordings (thud.md free-form prompt first).
+# One open question covering the three Thud dimensions, in several wordings (Thud's free-form prompt first).
 CLIP_PROMPTS: tuple[str, ...] = (
     "Watch this video and listen to its audio carefully. Are the audio and video synchronised? If not, is the audio "
     "delayed or early, and by how many seconds? Is the sound present, and does it match what you see?",

@@ -6,7 +6,7 @@ The naive way (what moviepy-based pipelines do): materialise every intervened cl
 audio) with moviepy. Both build the same N pairs (ctp/mute/swap mix). Prints both times, the ratio and the bytes
 written. Not a test: the numbers depend on the machine. Synthetic clips are generated first (not timed).
 
-Measured (issue #3, 2026-11-25, shared 2-core CPU box, defaults N=400 pairs from K=16 clips of 3-6 s, 168x140):
+Measured (2026-11-25, shared 2-core CPU box, defaults N=400 pairs from K=16 clips of 3-6 s, 168x140):
 Harken 0.084 s and 0 media bytes (348 KB of dataset rows); naive 82.8 s and 21.5 MB of mp4; ratio 983x.
 The naive cost grows with N (one re-encode per pair); Harken's is dominated by probing the K clips once.
 """

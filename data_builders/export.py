@@ -1,6 +1,7 @@
 """``python -m data_builders export DIR --out OUT``: a built folder in LLaMA-Factory's sharegpt format.
 
-Writes ``OUT/harken_sft.json`` and ``OUT/harken_dpo.json`` (the public release's layout, training.md): each row has
+Writes ``OUT/harken_sft.json`` and ``OUT/harken_dpo.json`` (the layout of the public data release of "When Vision
+Speaks for Sound"): each row has
 ``messages`` whose user turn starts with ``<video><audio>``, ``videos`` (the untouched source clip) and ``audios``
 (the intervened track as a wav under ``OUT/audios/``, at the build's sample rate); DPO rows add ``chosen`` and
 ``rejected`` assistant messages. ``OUT/dataset_info.json`` registers both for LLaMA-Factory (set its

@@ -1,9 +1,10 @@
-"""Counterfactual audio interventions (thud.md): typed specs applied to the decoded waveform when a sample loads.
+"""Counterfactual audio interventions (the Shift, Mute and Swap of "When Vision Speaks for Sound"): typed specs
+applied to the decoded waveform when a sample loads.
 
 The video is never touched: every condition of a clip shows the same decoded pixels, and only the waveform handed
 to the processor differs. Files with an intervened track are written only on request (``materialize``).
 
-Sign convention (thud.md): Shift(Δ) gives a'(t) = a(t − Δ); Δ > 0 delays the audio (heard after the visual event),
+Sign convention: Shift(Δ) gives a'(t) = a(t − Δ); Δ > 0 delays the audio (heard after the visual event),
 Δ < 0 makes it early. The clip keeps its length: a delay pads silence at the start and drops the tail; an early
 shift drops the head and pads the tail.
 """

@@ -1,8 +1,9 @@
 """``python -m data_builders materialize``: intervened clips as files, for inspection and for models that only take
-files (contracts.md). Training and evaluation never need this: they apply interventions to the decoded waveform.
+files. Training and evaluation never need this: they apply interventions to the decoded waveform.
 
 Each output mp4 holds the source's **video stream copied packet for packet** (a remux: same bytes, same timestamps,
-same codec parameters; thud.md requires the pixels to be identical across conditions) and the intervened audio
+same codec parameters: the pixels must be identical across conditions, so only the sound differs) and the
+intervened audio
 track encoded as AAC at the source's sample rate and channel layout (mono or stereo; more channels are downmixed to
 stereo).
 
@@ -10,9 +11,9 @@ Timing: the intervention is applied to the source's decoded track with sample 0 
 demuxer drops the source's AAC priming by its edit list). The AAC encoder adds its own priming (1024 samples); the
 mp4 muxer records it in an edit list, so a decoder again starts at t = 0 and the measured shift equals Δ.
 :func:`measure_offset` checks that by cross-correlation and :func:`materialize` verifies every shifted file against
-the 25 ms tolerance of issue #3 (``verify=True``).
+a 25 ms tolerance (``verify=True``).
 
-File names are ``<source id>_<hash of the spec>.mp4``: nothing a model could see names the condition (thud.md);
+File names are ``<source id>_<hash of the spec>.mp4``: nothing a model could see names the condition;
 ``index.jsonl`` maps each file to its source clip and intervention.
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 from data_builders.annotations import AnnotationError, is_swap_donor, iter_annotations, write_jsonl
 from data_builders.interventions import ORIGINAL, Intervention, InterventionError, apply_intervention
 
-SHIFT_TOLERANCE_S = 0.025  # issue #3: a materialised shift measures within 25 ms of Δ
+SHIFT_TOLERANCE_S = 0.025  # a materialised shift measures within 25 ms of Δ
 AAC_FRAME = 1024
 
 

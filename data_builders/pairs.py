@@ -1,4 +1,4 @@
-"""Pair and sample builders (training.md "Data sources"): one registry, a plain dict ``name -> builder``.
+"""Pair and sample builders (data sources: docs/data.md): one registry, a plain dict ``name -> builder``.
 
 A builder takes the eligible inputs (:class:`BuildInputs`), a count and a seeded generator and returns exactly that
 many :class:`~data_builders.records.PreferencePair`. Inputs are cycled in a seeded order when the count exceeds

@@ -19,7 +19,7 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1)
-    source: str = Field(description="data source name of training.md: ctp, orig_sync, mute, swap, fv_d, ...")
+    source: str = Field(description="data source name (docs/data.md): ctp, orig_sync, mute, swap, fv_d, ...")
     source_id: str = Field(description="the annotated clip this came from (held-out splits are disjoint on it)")
     video: str = Field(description="path of the clip's file (absolute, or relative to the dataset folder)")
     start: float = Field(0.0, ge=0, description="segment start in seconds (FineVideo segments); 0 = clip start")

@@ -6,7 +6,7 @@ sound's timbre, so a track swapped in from a clip of another class is detectable
 positions and backgrounds vary with the seed; the same seed writes the same clips. A world (:data:`WORLDS`) sets
 the ranges: ``demo`` (3-6 s clips) or ``listen`` (5 s clips with bigger objects, for the "Clever Hans" recipe).
 
-Files: H.264 video (yuv420p) and AAC audio in mp4, as contracts.md fixes.
+Files: H.264 video (yuv420p) and AAC audio in mp4, the clip format the readers expect (docs/formats.md).
 """
 
 from __future__ import annotations

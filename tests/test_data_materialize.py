@@ -48,7 +48,7 @@ def test_index_rows_follow_the_contract(foreign):
         iv = r["intervention"]
         assert ("offset" in iv) == (iv["kind"] == "shift") and ("donor" in iv) == (iv["kind"] == "swap")
         assert (out / r["file"]).is_file()
-        assert iv["kind"] not in r["file"]  # the file name does not reveal the condition (thud.md)
+        assert iv["kind"] not in r["file"]  # the file name does not reveal the condition
 
 
 def test_video_packets_are_copied_bit_for_bit(foreign):

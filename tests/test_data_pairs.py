@@ -86,7 +86,7 @@ def test_delayed_answer_states_where_and_how_late():
     facts = ClipFacts("a ball falls", "a thud", 2.5, 2.5)
     for i in range(20):
         text = answer("delayed", facts, np.random.default_rng(i), offset=2.1)
-        assert "4.6" in text and "2.1" in text and "2.5" in text  # training.md's worked example
+        assert "4.6" in text and "2.1" in text and "2.5" in text  # the worked example of data_builders/answers.py
     with pytest.raises(ValueError):
         answer("delayed", facts, np.random.default_rng(0), offset=-1.0)
 

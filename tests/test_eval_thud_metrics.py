@@ -154,7 +154,7 @@ def test_bad_rows_are_refused():
         compute_metrics([_row("a", "temporal_sync", "shift", "delayed")])  # a shift needs its offset
 
 
-# ---- an independent reading of thud.md, written without the library's helpers ---------------------------------
+# ---- an independent reading of the metric definitions (docs/metrics.md), written without the library's helpers ---
 def _reference(rows):
     def ok(r):
         d, c, lab = r["dimension"], r["condition"], r["label"]

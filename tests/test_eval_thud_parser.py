@@ -1,4 +1,4 @@
-"""The free-form parser on realistic answers (thud.md "Labels"): never the first capital as a letter, never
+"""The free-form parser on realistic answers: never the first capital as a letter, never
 undetermined -> synced, hedges between labels are undetermined, answers in other words are understood."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Self-sampled preference pairs (training.md source ``self_sampled``): built at the start of a DPO stage.
+"""Self-sampled preference pairs (the data source ``self_sampled``): built at the start of a DPO stage.
 
 The current policy answers each SFT prompt greedily (its clip, its audio condition); an answer judged wrong against
 the reference answer becomes the rejected side of a pair whose chosen side is the reference. Answers judged right

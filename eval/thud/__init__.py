@@ -1,4 +1,5 @@
-"""Thud: the audio-visual grounding diagnostic (thud.md). ``run`` is the suite entry point registered in
+"""Thud: the audio-visual grounding diagnostic of "When Vision Speaks for Sound" (Shift/Mute/Swap). ``run`` is the
+suite entry point registered in
 :mod:`eval.suites`; :func:`compute_metrics` and :func:`parse_answer` are usable on their own."""
 
 from eval.thud.metrics import compute_metrics, read_predictions

@@ -1,4 +1,5 @@
-"""Thud items: held-out source clips x conditions (thud.md), and the VGGSoundSync-style out-of-distribution set.
+"""Thud items: held-out source clips x conditions (original, shift, mute, swap), and the VGGSoundSync-style
+out-of-distribution set.
 
 An item names a clip and an :class:`~data_builders.interventions.Intervention`; the intervention is applied to the
 decoded waveform in memory when the item is evaluated, so every condition of a clip shows the same pixels.
@@ -18,7 +19,8 @@ from data_builders.interventions import Intervention
 from data_builders.pairs import shift_fits
 from recipes.data import ShiftSettings
 
-# Offsets covering every band of thud.md Figure 5, both signs: (0,0.5], (0.5,1], (1,2], (2,inf).
+# Offsets covering every |Δ| band of "When Vision Speaks for Sound" (Figure 5), both signs: (0,0.5], (0.5,1],
+# (1,2], (2,inf).
 DEFAULT_OFFSETS: tuple[float, ...] = (0.3, -0.3, 0.8, -0.8, 1.5, -1.5, 2.2, -2.2)
 # The training margin (recipe data.shift.margin) unless the suite is told otherwise; the runner passes the recipe's.
 DEFAULT_MARGIN: float = ShiftSettings.model_fields["margin"].default
@@ -34,7 +36,7 @@ class ThudItem:
     condition: str  # original | shift | mute | swap
     intervention: Intervention
     band: str | None = None  # out-of-distribution set only
-    offset: float | None = None  # seconds, > 0 = audio delayed (thud.md); shift and sync-set items
+    offset: float | None = None  # seconds, > 0 = audio delayed; shift and sync-set items
 
     def model_offset(self) -> float | None:
         """The offset the prediction row records: only for shifted conditions."""
@@ -151,7 +153,7 @@ def read_sync_set(path: str | Path) -> list[ThudItem]:
         video = video if video.is_absolute() else path.parent / video
         sid = str(row.get("id") or f"{video.stem}")
         cond = "shift" if offset else "original"
-        # The file's track already carries the offset (same sign convention as thud.md: > 0 = audio delayed).
+        # The file's track already carries the offset (same sign convention as the interventions: > 0 = audio delayed).
         items.append(ThudItem(f"sync|{sid}|{offset:+.3f}", sid, video, cond, Intervention(),
                               band=str(row.get("band", "unbanded")), offset=offset or None))
     return items

@@ -1,4 +1,5 @@
-"""Thud metrics (thud.md "Dimensions and correctness" and the figures): a pure function of prediction rows.
+"""Thud metrics (correctness per dimension, and Figures 3-5 of "When Vision Speaks for Sound"): a pure function
+of prediction rows.
 
 Every percentage is 0-100 and comes with the count it was computed over; a metric whose count is zero is ``None``
 (never 0, which would read as a measured failure).
@@ -16,7 +17,8 @@ from typing import Iterable, Sequence
 from eval.stats import combined_pct, wilson_pct
 from eval.thud.records import (DIMENSIONS, INTERVENED, SHIFT_LABELS, SOUND_PRESENT, PredictionRow, is_correct)
 
-# thud.md Figure 5: default |Δ| band edges in seconds -> bands (0, 0.5], (0.5, 1.0], (1.0, 2.0], (2.0, ∞).
+# "When Vision Speaks for Sound", Figure 5: default |Δ| band edges in seconds -> bands (0, 0.5], (0.5, 1.0],
+# (1.0, 2.0], (2.0, ∞).
 DEFAULT_BAND_EDGES: tuple[float, ...] = (0.5, 1.0, 2.0)
 
 
@@ -93,10 +95,10 @@ def _decompose(rows: Sequence[PredictionRow], classify) -> dict:
 
 
 def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[float] = DEFAULT_BAND_EDGES) -> dict:
-    """All Thud metrics of thud.md from labelled prediction rows.
+    """All Thud metrics (docs/metrics.md) from labelled prediction rows.
 
     Args:
-        rows: :class:`PredictionRow` or dicts in the contracts.md format.
+        rows: :class:`PredictionRow` or dicts in the prediction-row format (:class:`PredictionRow`).
         band_edges: upper edges (seconds) of the |Δ| bands of Figure 5; the last band is open.
     Returns:
         A JSON-able dict: one entry per dimension present (``accuracy_original``, ``accuracy_intervened``,
@@ -121,7 +123,7 @@ def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[f
         inter = [r for r in drows if r.condition == INTERVENED[dim]]
         k_o, k_i = sum(map(is_correct, orig)), sum(map(is_correct, inter))
         acc_o, acc_i = _pct(k_o, len(orig)), _pct(k_i, len(inter))
-        # Pair accuracy (thud.md): share of source clips whose original AND intervened answers are all correct.
+        # Pair accuracy: share of source clips whose original AND intervened answers are all correct.
         # With several intervened answers per clip (e.g. several shifts) every one of them must be right.
         per_clip: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"o": [], "i": []})
         for r in orig:
@@ -150,7 +152,7 @@ def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[f
 
     shifted = cond("temporal_sync", "shift")
     directed = [r for r in shifted if r.label in SHIFT_LABELS]
-    # thud.md Figure 3 axes (inferred definitions).
+    # Figure 3 axes of "When Vision Speaks for Sound" (inferred definitions).
     out["axes"] = {
         "mute_hallucination": _share(cond("audio_existence", "mute"), lambda r: r.label in SOUND_PRESENT),
         "false_silence": _share(cond("audio_existence", "original"), lambda r: r.label == "silent"),
@@ -161,7 +163,7 @@ def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[f
         "direction_error": _share(directed, lambda r: not is_correct(r)),
     }
 
-    # thud.md Figure 4 decomposition: shares of each outcome, summing to 100 per group.
+    # Figure 4 decomposition: shares of each outcome, summing to 100 per group.
     def hallucination(correct_label: str):
         def classify(r: PredictionRow) -> str:
             if r.label == correct_label:
@@ -195,14 +197,14 @@ def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[f
         counts = _decompose(grows, classify)
         out["decomposition"][name] = {"n": len(grows), **{k: _pct(counts.get(k, 0), len(grows)) for k in keys}}
 
-    # thud.md Figure 5: temporal_sync accuracy per |Δ| band; the "synced" band is the original clips.
+    # Figure 5: temporal_sync accuracy per |Δ| band; the "synced" band is the original clips.
     bands: dict[str, list[PredictionRow]] = {name: [] for name in band_names(band_edges)}
     for r in by_dim.get("temporal_sync", []):
         bands[band_of(r.offset if r.condition == "shift" else None, band_edges)].append(r)
     out["bands"] = {name: {"accuracy": _pct(sum(map(is_correct, b)), len(b)), "n": len(b),
                            "ci95": wilson_pct(sum(map(is_correct, b)), len(b))} for name, b in bands.items()}
 
-    # thud.md offset error: shifted clips answered delayed/early with a number, |predicted - |Δ||.
+    # Offset error: shifted clips answered delayed/early with a number, |predicted - |Δ||.
     errs = [abs(abs(r.predicted_offset) - abs(r.offset)) for r in directed if r.predicted_offset is not None]
     out["offset_error"] = {
         "n": len(errs),
@@ -222,7 +224,8 @@ def compute_metrics(rows: Iterable[PredictionRow | dict], band_edges: Sequence[f
 
 
 def read_predictions(path: str | Path) -> list[PredictionRow]:
-    """Read a predictions JSONL (contracts.md). Raises ValueError naming the file and line of a bad row."""
+    """Read a predictions JSONL (one :class:`PredictionRow` per line). Raises ValueError naming the file and line
+    of a bad row."""
     from pydantic import ValidationError
 
     path = Path(path)

@@ -1,6 +1,6 @@
-"""Deterministic reduction of a free-form answer to a Thud label (thud.md "Labels").
+"""Deterministic reduction of a free-form answer to a Thud label (docs/metrics.md, "The parser").
 
-Rules, each there because the public release got it wrong (thud.md):
+Rules, each there because the public release of "When Vision Speaks for Sound" got it wrong:
 - an answer that cannot be reduced is ``undetermined``: never mapped to ``synced``;
 - no letter is ever read from the first capital of the text ("AUDIO is early" is not option A); an option letter
   counts only when the whole answer is that letter (``B``, ``(B)``, ``B.``) or it is introduced explicitly

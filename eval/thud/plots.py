@@ -1,4 +1,5 @@
-"""Figure 3-, 4- and 5-style plots of Thud metrics (thud.md), PNG via matplotlib's Agg backend (no display)."""
+"""Figure 3-, 4- and 5-style plots of Thud metrics (as in "When Vision Speaks for Sound"), PNG via matplotlib's
+Agg backend (no display)."""
 
 from __future__ import annotations
 

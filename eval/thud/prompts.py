@@ -1,4 +1,4 @@
-"""Thud prompt texts (thud.md "Prompts"). Nothing here depends on the condition: the same text is shown for the
+"""Thud prompt texts. Nothing here depends on the condition: the same text is shown for the
 original and every intervened version of a clip, so the prompt cannot reveal the condition. Snapshot-tested
 (tests/fixtures/thud_prompts.json)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-# thud.md "Prompts", mode 2: the one open question, verbatim.
+# Mode 2, free form: the one open question, always this exact text.
 FREE_FORM_PROMPT = (
     "Watch this video and listen to its audio carefully. Are the audio and video synchronised? If not, is the audio "
     "delayed or early, and by how many seconds? Is the sound present, and does it match what you see?"
@@ -47,7 +47,7 @@ class ClosedSetQuestion:
 
 def option_order(source_id: str, dimension: str, seed: int) -> tuple[str, ...]:
     """Seeded shuffle of the options for one (clip, dimension): identical for every condition of the clip, so the
-    pair's prompts are the same text (thud.md)."""
+    pair's prompts are the same text."""
     rng = random.Random(f"{seed}|{source_id}|{dimension}")
     order = list(OPTION_LABELS)
     rng.shuffle(order)

@@ -1,7 +1,8 @@
-"""Typed records of the Thud diagnostic (thud.md): labels, dimensions, conditions and the prediction row.
+"""Typed records of the Thud diagnostic ("When Vision Speaks for Sound"): labels, dimensions, conditions and the
+prediction row.
 
 A :class:`PredictionRow` is what ``predictions.jsonl`` holds, one per (source clip, dimension, condition), in the
-format of contracts.md; every metric is a pure function of these rows (:mod:`eval.thud.metrics`).
+format below; every metric is a pure function of these rows (:mod:`eval.thud.metrics`).
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ LabelSource = Literal["parser", "judge", "closed_set"]
 
 LABELS: tuple[str, ...] = ("synced", "delayed", "early", "silent", "mismatched", "undetermined")
 DIMENSIONS: tuple[str, ...] = ("temporal_sync", "audio_existence", "sound_consistency")
-# thud.md "Dimensions and correctness": the intervened condition of each dimension.
+# The intervened condition of each dimension.
 INTERVENED: dict[str, str] = {"temporal_sync": "shift", "audio_existence": "mute", "sound_consistency": "swap"}
 SHIFT_LABELS = frozenset({"delayed", "early"})
-# thud.md Figure 3 axes: labels that claim a sound is there.
+# Figure 3 axes of "When Vision Speaks for Sound": labels that claim a sound is there.
 SOUND_PRESENT = frozenset({"synced", "delayed", "early", "mismatched"})
 
 
 class PredictionRow(BaseModel):
-    """One labelled answer (contracts.md ``metrics thud`` input). Extra fields (mode, raw text, option order, scores)
+    """One labelled answer (the input of ``metrics thud``). Extra fields (mode, raw text, option order, scores)
     are kept and ignored by the metrics."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
@@ -33,7 +34,7 @@ class PredictionRow(BaseModel):
     source_id: str = Field(min_length=1)
     dimension: Dimension
     condition: Condition
-    offset: float | None = Field(None, description="shift only: seconds, > 0 = audio delayed (thud.md)")
+    offset: float | None = Field(None, description="shift only: seconds, > 0 = audio delayed")
     label: Label
     predicted_offset: float | None = Field(None, description="seconds the answer states, when it states one")
     labelled_by: LabelSource | None = None
@@ -49,7 +50,8 @@ class PredictionRow(BaseModel):
 
 
 def is_correct(row: PredictionRow) -> bool:
-    """thud.md "Dimensions and correctness". ``undetermined`` is never correct, and never counted as synced."""
+    """Whether a row's label is correct for its dimension and condition (docs/metrics.md). ``undetermined`` is
+    never correct, and never counted as synced."""
     label = row.label
     if row.dimension == "temporal_sync":
         if row.condition == "original":
