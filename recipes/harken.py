@@ -15,6 +15,8 @@ import re
 import sys
 from pathlib import Path
 
+from recipes.cli import add_root_argument
+
 # name -> (module whose ``main(argv)`` runs it, arguments put in front, one-line help). Modules are imported only
 # when their command runs: ``harken recipes`` does not pay for torch.
 DISPATCH: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -37,10 +39,16 @@ def _demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="harken demo", description=LOCAL["demo"] + ": the same as `make demo`.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a field of recipes/demo.yaml for all three steps (repeatable)")
+    add_root_argument(parser)
     args = parser.parse_args(argv)
+    from recipes.paths import runs_dir
+
     sets = [x for s in args.overrides for x in ("--set", s)]
-    for command, rest in (("build", ["demo", *sets]), ("train", ["demo", *sets]),
-                          ("eval", ["watch", str(Path("runs") / "demo"), "--once"])):
+    root = ["--root", args.root] if args.root else []
+    # Every step resolves data/, runs/ and .cache/ by the same rule (here, or --root), so the demo lands where the
+    # user stands, wherever the repository is.
+    for command, rest in (("build", ["demo", *sets, *root]), ("train", ["demo", *sets, *root]),
+                          ("eval", ["watch", str(runs_dir(args.root) / "demo"), "--once", *root])):
         logging.getLogger(__name__).info("harken %s %s", command, " ".join(rest))
         code = _dispatch(command, rest)
         if code:
