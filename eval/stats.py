@@ -15,14 +15,15 @@ from typing import Sequence
 Z95 = 1.96  # two-sided 95 %, as rounded in the literature (and bit-for-bit what earlier reports used)
 
 
-def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (well-behaved at small n and near 0 or 1), by scipy's binomial test,
-    at the two-sided confidence level of the normal quantile ``z`` (default: 95%). (0, 1) when ``n`` is 0."""
+def wilson(correct: int, n: int, z: float | None = None) -> tuple[float, float]:
+    """Wilson score interval of a proportion (well-behaved at small n and near 0 or 1), by scipy's binomial test:
+    95 % by default, else at the two-sided level of the normal quantile ``z``. (0, 1) when ``n`` is 0."""
     if n == 0:
         return (0.0, 1.0)
     from scipy.stats import binomtest
 
-    ci = binomtest(correct, n).proportion_ci(confidence_level=2 * NormalDist().cdf(z) - 1, method="wilson")
+    level = 0.95 if z is None else 2 * NormalDist().cdf(z) - 1
+    ci = binomtest(correct, n).proportion_ci(confidence_level=level, method="wilson")
     return (float(ci.low), float(ci.high))
 
 
