@@ -1,6 +1,6 @@
 """Text-only baselines of the spectrogram benchmark: how well the options alone predict the answer.
 
-Spec (shared/spec/spectrogram_mcq.md, "Validity"): no property of the options alone (centrality, length,
+A valid benchmark: no property of the options alone (centrality, length,
 frequency, spelling regularity) may predict the answer; these baselines must sit at chance (25%). They need no
 model and no image: heuristics that pick one option by a property, and a conditional-logit classifier over all
 those properties (plus the position) fit on the train split and scored on the test split.
@@ -116,7 +116,7 @@ def text_only_baselines(train: Sequence[SpectrogramItem], test: Sequence[Spectro
 
 
 def validity(items: Sequence[SpectrogramItem]) -> dict:
-    """The checks a benchmark user runs first (spectrogram_mcq.md, "Validity"), on a built item set: answer
+    """The checks a benchmark user runs first , on a built item set: answer
     positions per split, distinct options, the answer option is the item's own word (both spellings), one set of
     rendering parameters, train/test disjoint by word, and every text-only baseline with its interval (test split,
     classifier fit on train). ``ok`` is False when a structural check fails or a baseline's interval (corrected for

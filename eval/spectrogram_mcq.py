@@ -1,8 +1,8 @@
-"""Suite ``spectrogram_mcq``: can a model tell which word a spectrogram shows? (spec: spectrogram_mcq.md)
+"""Suite ``spectrogram_mcq``: can a model tell which word a spectrogram shows? (after "Seeing isn't Hearing")
 
 Four conditions, {graphemic, phonemic} options x {spectrogram, spectrogram + waveform} images, scored by option
 log-likelihood (``eval.scoring.score_options``: no answer parsing, any checkpoint). Ablations that expose bias
-exploitation (spec, "Evaluation"): a blank image, the options only (no image), and for omni models the audio
+exploitation: a blank image, the options only (no image), and for omni models the audio
 itself instead of its picture. Text-only baselines (``eval.spectrogram_baselines``) show what the options alone
 give; all of them should sit at chance (25%).
 
@@ -40,7 +40,7 @@ class Condition:
 
 
 def conditions() -> list[Condition]:
-    """The spec's four conditions."""
+    """The four conditions of "Seeing isn't Hearing"."""
     return [Condition(f"{k}/{i}", k, i) for k, i in CONDITIONS]
 
 
@@ -58,7 +58,7 @@ def _image(item: SpectrogramItem, root: Path, shown: str):
     if shown == "spectrogram+waveform":
         return Image.open(root / item.combined).convert("RGB")
     if shown == "blank":
-        # Same size as the spectrogram, one flat colour: the image carries no information (spec "blank image").
+        # Same size as the spectrogram, one flat colour: the image carries no information.
         with Image.open(root / item.spectrogram) as im:
             return Image.new("RGB", im.size, "white")
     return None

@@ -136,3 +136,35 @@ def test_the_suite_reads_the_benchmark_the_recipe_builds():
             recipe.data.spectrogram_mcq.items_path(REPO_ROOT / "data" / name)), name
     explicit = suite_plan(load_recipe("demo"), sets=["spectrogram_mcq.items=/x/items.jsonl"])
     assert explicit["spectrogram_mcq"]["items"] == "/x/items.jsonl"
+
+
+@pytest.mark.parametrize("family", ["tiny-llava-next", "tiny-internvl3"])
+def test_other_vlm_families_finetune_and_evaluate(finetuned, family, tmp_path):
+    """LLaVA-NeXT and InternVL 3 (tiny, built offline) run the same recipe: LoRA on their language model only, then
+    the suite scores the adapter checkpoint on the test split under every condition."""
+    from safetensors.torch import load_file
+
+    from eval.runner import evaluate_checkpoint
+    from train.__main__ import main as train_main
+    from train.vlm import build_tiny_vlm
+
+    data, _ = finetuned
+    backbone = build_tiny_vlm(family, tmp_path / family)
+    sets = [f"backbone={backbone}", "stages.sft.max_steps=2", "stages.sft.save_steps=2", "stages.sft.batch_size=4"]
+    flags = [a for s in sets for a in ("--set", s)]
+    assert train_main(["recipes/spectrogram_mcq_ft_tiny.yaml", "--runs", str(tmp_path / "runs"), "--data", str(data),
+                       *flags]) == 0
+    ckpt = tmp_path / "runs" / "spectrogram_mcq_ft_tiny" / "sft" / "checkpoint-2"
+    adapted = {k.split(".lora_")[0] for k in load_file(str(ckpt / "adapter_model.safetensors"))}
+    assert adapted and all(".language_model." in k for k in adapted), sorted(adapted)[:3]
+    items = data / "spectrogram_mcq" / "items.jsonl"
+    res = evaluate_checkpoint(ckpt, {"spectrogram_mcq": {"items": str(items)}}, tmp_path / "eval")
+    suite = res["suites"]["spectrogram_mcq"]
+    assert suite["status"] == "ok", suite
+    assert len(suite["conditions"]) == 4 and all(m["n"] == 4 for m in suite["conditions"].values())
+
+
+def test_family_recipes_name_their_backbones():
+    assert load_recipe("spectrogram_mcq_ft_llava_next").backbone.startswith("llava-hf/llava-v1.6")
+    internvl = load_recipe("spectrogram_mcq_ft_internvl3")
+    assert "InternVL3" in internvl.backbone and internvl.media.max_pixels == 4 * 448 * 448

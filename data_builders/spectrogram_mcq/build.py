@@ -21,7 +21,7 @@ from data_builders.spectrogram_mcq.options import (DISTRACTOR_MODES, NEAREST_POO
                                                    segments)
 from data_builders.spectrogram_mcq.render import RenderParams, espeak_version, phonemize, render_word
 
-FULL_WORDS = 4068  # spec: 4,068 English words (the paper's count)
+FULL_WORDS = 4068  # 4,068 English words, the count of "Seeing isn't Hearing"
 OptionKind = Literal["graphemic", "phonemic"]
 ImageKind = Literal["spectrogram", "spectrogram+waveform"]
 CONDITIONS: tuple[tuple[OptionKind, ImageKind], ...] = (

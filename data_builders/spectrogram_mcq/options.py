@@ -123,7 +123,7 @@ def cluster_option_sets(segs: Sequence[tuple[str, ...]], seed: int, pool: int = 
     """Partition words into option sets of four mutually close words (by PED); returns index 4-tuples.
 
     Why clusters and not "the answer's three nearest neighbours": nearest-neighbour distractors make the answer
-    the medoid of its options, a shortcut a text-only model learns (spec, Validity; the paper's Mechanism 2).
+    the medoid of its options, a shortcut a text-only model learns (the bias "Seeing isn't Hearing" finds its finetuned models exploiting).
     Here every member of a set is the answer of exactly one item (see :func:`assign_items`), so any function of
     the option set alone (centrality, length, frequency, spelling) is right on exactly one of the set's four items.
 
@@ -157,7 +157,7 @@ def cluster_option_sets(segs: Sequence[tuple[str, ...]], seed: int, pool: int = 
 
 
 def nearest_neighbour_sets(segs: Sequence[tuple[str, ...]], seed: int) -> list[tuple[int, ...]]:
-    """The naive design the spec warns against: each word with its three nearest words (answer first).
+    """The literal nearest-neighbour design: each word with its three nearest words (answer first).
 
     Kept only as the positive control of the validity checks: the centrality baseline must beat chance on it.
     """
