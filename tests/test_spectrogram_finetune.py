@@ -105,6 +105,22 @@ def test_every_checkpoint_is_evaluated_on_the_test_split(finetuned):
     assert "## spectrogram_mcq" in report and report.count("| sft/checkpoint-") == 5 and "| base (step 0) |" in report
 
 
+def test_run_report_plots_accuracy_against_epoch_with_reference_rows(finetuned):
+    from eval.spectrogram_plots import checkpoint_epoch
+
+    _, run = finetuned
+    ckpts = sorted((run / "sft").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [checkpoint_epoch(str(p)) for p in ckpts] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert checkpoint_epoch("tiny-qwen2.5-vl") == 0.0
+    report = (run / "report.md").read_text()
+    assert "![accuracy against finetuning epoch](figures/spectrogram_mcq_epochs.png)" in report
+    assert (run / "figures" / "spectrogram_mcq_epochs.png").stat().st_size > 10_000
+    # the last checkpoint against chance, the published ASR and human figures, per condition
+    row = next(line for line in report.split("### sft/checkpoint-30")[1].splitlines()
+               if line.startswith("| graphemic/spectrogram |"))
+    assert row.endswith("| 25 | 87.6 (published) | 75.0 (published) |") and "n=4)" in row
+
+
 def test_an_omni_thinker_finetunes_on_the_same_image_rows(finetuned, tiny_backbones, tmp_path):
     """spectrogram_mcq.md allows "an omni thinker on images": same rows, same collator, the Omni processor."""
     from train.__main__ import main as train_main
@@ -162,6 +178,13 @@ def test_other_vlm_families_finetune_and_evaluate(finetuned, family, tmp_path):
     suite = res["suites"]["spectrogram_mcq"]
     assert suite["status"] == "ok", suite
     assert len(suite["conditions"]) == 4 and all(m["n"] == 4 for m in suite["conditions"].values())
+    # a tower this family does not have is refused with the parts it does have
+    from train.backbones import load_backbone
+    from train.runtime import TrainingSetupError, lora_config
+
+    model, _ = load_backbone(str(backbone))
+    with pytest.raises(TrainingSetupError, match="vision_tower"):
+        lora_config(load_recipe("spectrogram_mcq_ft_tiny", ["lora.towers=[visual]"]), model)
 
 
 def test_family_recipes_name_their_backbones():

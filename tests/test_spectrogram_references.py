@@ -59,6 +59,11 @@ def test_asr_reference_runs_end_to_end_and_is_cached(tmp_path, items_path):
     assert get_suite("spectrogram_mcq")(again)["references"]["asr"] == asr and again.cache.misses == 0
     assert res["references"]["human"] == {"published": True, "accuracy": 0.75, "n": None, "ci95": None,
                                           "source": "Seeing isn't Hearing"}
+    from eval.report import spectrogram_reference_rows
+
+    rows = spectrogram_reference_rows(res)
+    assert [r[0] for r in rows] == list(res["conditions"])
+    assert all(r[3].endswith(f"n={len(test)})") and r[4] == "75.0 (published)" for r in rows)
 
 
 def test_human_answers_are_scored_per_condition(tmp_path, items_path):

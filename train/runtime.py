@@ -165,6 +165,15 @@ def lora_config(recipe: Recipe, model=None):
         raise TrainingSetupError("lora.dropout: LoRA on the fused MoE experts of this backbone (Qwen3-Omni) needs "
                                  "dropout 0 (a PEFT limit); use --set lora.dropout=0, or drop gate_proj/up_proj/"
                                  "down_proj from lora.target_modules to adapt attention only")
+    if model is not None:
+        import re
+
+        pattern = re.compile(lora.target_regex())
+        names = [n for n, _ in model.named_modules()]
+        if not any(pattern.fullmatch(n) for n in names):
+            parts = sorted({n.split(".")[1] for n in names if n.startswith("model.") and n.count(".") >= 1})
+            raise TrainingSetupError(f"lora: no module of {type(model).__name__} is one of {lora.target_modules} "
+                                     f"inside towers {lora.towers}; this backbone's parts are {parts}")
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                       target_modules=lora.target_regex(), bias="none")
 

@@ -14,7 +14,8 @@ What differs between families and is settled here, once, for training and evalua
   checkpoint's own resolution grid (``image_grid_pinpoints``), which a recipe does not change;
 - LoRA targets: all three language models name their projections ``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``,
   ``gate_proj``, ``up_proj``, ``down_proj`` under ``model.language_model``, so ``lora.towers: [language_model]``
-  with the default targets adapts the language model of every family (:data:`LORA_TOWERS` names the towers);
+  with the default targets adapts the language model of every family; the vision towers are ``visual`` (Qwen) and
+  ``vision_tower`` (LLaVA-NeXT, InternVL), the projectors ``multi_modal_projector``;
 - chat template: each checkpoint brings its own; the tiny ones mimic their family's layout (ChatML for Qwen and
   InternVL 3, ``[INST] ... [/INST]`` for LLaVA-NeXT on Mistral).
 """
@@ -26,14 +27,6 @@ from typing import Callable
 
 from train.backbones import (DEFAULT_CACHE, INTERNVL3, LLAVA_NEXT, QWEN25_VL, TINY_VLMS, OmniFamily,
                              _build_tokenizer, save_tiny)
-
-# Module names (under ``model.``) of each family's parts, for ``lora.towers``.
-LORA_TOWERS = {
-    "qwen2.5-vl": {"language_model": "language_model", "vision": "visual"},
-    "llava-next": {"language_model": "language_model", "vision": "vision_tower", "projector": "multi_modal_projector"},
-    "internvl3": {"language_model": "language_model", "vision": "vision_tower", "projector": "multi_modal_projector"},
-}
-
 
 def image_kwargs(processor, media) -> dict:
     """The image processor's arguments that carry the recipe's image budget, for the processor's family."""
