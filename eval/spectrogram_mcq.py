@@ -131,7 +131,8 @@ def _references(ctx: EvalContext, items: list[SpectrogramItem], root: Path) -> t
                 nonlocal asr
                 if asr is None:
                     asr = load_asr(str(name), device=_device(ctx))
-                return {"transcript": transcribe(asr, _audio(item, root, 16000), 16000)}
+                rate = asr.feature_extractor.sampling_rate  # what the recogniser was trained on (16 kHz for Whisper)
+                return {"transcript": transcribe(asr, _audio(item, root, rate), rate)}
 
             value = ctx.cached(SUITE, item.id, settings, compute)
         else:

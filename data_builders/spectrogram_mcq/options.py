@@ -211,7 +211,7 @@ def assign_items(sets: Sequence[tuple[int, ...]], seed: int, test_fraction: floa
 
 
 def ped_matrix(segs: Sequence[tuple[str, ...]]) -> np.ndarray:
-    """All pairwise PEDs (n x n, int16): 4,068 words take seconds and 33 MB."""
+    """All pairwise PEDs (n x n, int16): 4,068 words take seconds and 33 MB. Any sequences work (letters too)."""
     mat, lens = _encode(segs)
     return np.stack([ped_one_to_many(mat[i], int(lens[i]), mat, lens) for i in range(len(segs))]).astype(np.int16)
 
@@ -259,12 +259,10 @@ class _Candidates:
     closeness: np.ndarray    # (m,)
 
 
-def _candidates(answer: int, near: np.ndarray, dist: np.ndarray, words: Sequence[str],
+def _candidates(answer: int, near: np.ndarray, dist: np.ndarray, spelling: np.ndarray,
                 word_props: np.ndarray) -> _Candidates:
     cand = np.concatenate([[answer], near])
-    spell = np.zeros((len(cand), len(cand)))
-    for a, b in itertools.combinations(range(len(cand)), 2):
-        spell[a, b] = spell[b, a] = ped(words[cand[a]], words[cand[b]])
+    spell = spelling[np.ix_(cand, cand)].astype(np.float64)
     phon = dist[np.ix_(cand, cand)].astype(np.float64)
     local = np.array(list(itertools.combinations(range(1, len(cand)), OPTIONS_PER_ITEM - 1)))
     sets = np.concatenate([np.zeros((len(local), 1), dtype=int), local], axis=1)              # (m, 4), answer first
@@ -303,6 +301,7 @@ def nearest_distractor_plans(segs: Sequence[tuple[str, ...]], words: Sequence[st
     if n < 2 * OPTIONS_PER_ITEM:
         raise ValueError(f"nearest distractors need at least {2 * OPTIONS_PER_ITEM} words, got {n}")
     dist = ped_matrix(segs).astype(np.int32)
+    spelling = ped_matrix([tuple(w) for w in words])  # the same Levenshtein over letters
     rng = np.random.default_rng([seed, 7])
     test = _test_words(dist, rng, test_fraction)
     letters = np.array([len(w) for w in words], dtype=np.float64)
@@ -319,7 +318,7 @@ def nearest_distractor_plans(segs: Sequence[tuple[str, ...]], words: Sequence[st
         for i in order:
             others = members[members != i]
             near = others[np.lexsort((rng.random(len(others)), dist[i, others]))][:max(pool, 3)]
-            cands.append(_candidates(int(i), near, dist, words, word_props))
+            cands.append(_candidates(int(i), near, dist, spelling, word_props))
         splits.append((split, rng.permutation(np.resize(np.arange(OPTIONS_PER_ITEM), len(members))), cands))
     scale = np.concatenate([c.props - c.props.mean(axis=1, keepdims=True) for _, _, cs in splits for c in cs])
     scale = scale.reshape(-1, scale.shape[-1]).std(axis=0) + 1e-9
