@@ -72,6 +72,10 @@ def test_sft_rows_come_from_the_train_split_only(finetuned):
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest["counts"]["train"]["sft"] == {"spectrogram_mcq": 48}
     assert manifest["spectrogram_mcq"]["items_per_split"] == {"test": 4, "train": 12}
+    from data_builders.spectrogram_mcq import build_summary
+
+    assert manifest["spectrogram_mcq"]["distractors"] == "groups"
+    assert manifest["spectrogram_mcq"]["mean_distractor_ped"] == build_summary(read_items(items))["mean_distractor_ped"]
 
 
 def test_lora_sft_trains_five_epochs_with_a_checkpoint_each(finetuned):

@@ -8,10 +8,9 @@ import json
 import pytest
 
 from data_builders.spectrogram_mcq import build, read_items
-from eval.context import EvalContext, PredictionCache
 from eval.spectrogram_references import human_reference, nearest_option, normalise
 from eval.suites import get_suite
-from recipes.media import MediaSettings
+from test_spectrogram_suite import _ctx
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +18,6 @@ def items_path(tmp_path_factory):
     out = tmp_path_factory.mktemp("smcq_refs")
     build(out, words=16, seed=0, workers=1, progress=False)
     return out / "items.jsonl"
-
-
-def _ctx(model, processor, out, items_path, **options):
-    return EvalContext(checkpoint=out, fingerprint="tiny", model=model, processor=processor, media=MediaSettings(),
-                       out_dir=out, cache=PredictionCache(out / "cache.jsonl"),
-                       options={"items": str(items_path), **options})
 
 
 def test_nearest_option_reads_the_transcript():
