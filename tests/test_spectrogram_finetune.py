@@ -126,7 +126,7 @@ def test_run_report_plots_accuracy_against_epoch_with_reference_rows(finetuned):
 
 
 def test_an_omni_thinker_finetunes_on_the_same_image_rows(finetuned, tiny_backbones, tmp_path):
-    """spectrogram_mcq.md allows "an omni thinker on images": same rows, same collator, the Omni processor."""
+    """An omni thinker also finetunes on images: same rows, same collator, the Omni processor."""
     from train.__main__ import main as train_main
     from train.callbacks import read_log
 
