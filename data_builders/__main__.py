@@ -7,6 +7,7 @@ Library code raises; only this entry point turns errors into exit codes.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from recipes.cli import add_root_argument, finite_arg, finite_float, guarded
@@ -56,9 +57,12 @@ def _spectrogram_mcq(args: argparse.Namespace) -> int:
     from data_builders.spectrogram_mcq import build as build_spectrogram_mcq
 
     res = build_spectrogram_mcq(args.out, words=args.words, seed=args.seed, workers=args.workers,
-                                test_fraction=args.test_fraction, progress=not args.quiet)
+                                test_fraction=args.test_fraction, progress=not args.quiet,
+                                distractors=args.distractors)
     print(f"wrote {res.items} items to {res.out}/items.jsonl ({res.rendered} rendered, {res.skipped} already on "
           f"disk, {res.dropped_words} words left over after grouping into option sets of four)")
+    manifest = json.loads((res.out / "manifest.json").read_text(encoding="utf-8"))
+    print(f"distractors {args.distractors}: mean answer-to-distractor PED {manifest['mean_distractor_ped']}")
     return 0
 
 
@@ -129,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="option sets, answer positions and split")
     p.add_argument("--workers", type=int, default=2, help="rendering processes")
     p.add_argument("--test-fraction", type=finite_arg, default=0.2, help="share of option sets in the test split")
+    p.add_argument("--distractors", choices=["groups", "nearest"], default="groups",
+                   help="groups: option sets of four close words, each the answer once; nearest: each answer's "
+                        "distractors among its closest words by phonemic edit distance, as in 'Seeing isn't Hearing'")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_spectrogram_mcq)
 

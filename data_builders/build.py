@@ -590,16 +590,18 @@ def _build(recipe: str | Path, out: str | Path | None = None, overrides: Iterabl
                 message=f"no offset in bands {data.shift.bands} keeps the sound (t_audio={c.ann.t_audio}) inside "
                         f"this {c.duration:.2f}s clip; left out of ctp only"))
 
-    spectrogram_items, spectrogram_splits = None, {}
+    spectrogram_items, spectrogram_splits, spectrogram_ped = None, {}, None
     if data.spectrogram_mcq is not None:  # resumable on its own: words already rendered are kept
         from data_builders.spectrogram_mcq import build as build_spectrogram_mcq
-        from data_builders.spectrogram_mcq import read_items
+        from data_builders.spectrogram_mcq import build_summary, read_items
 
         spec = data.spectrogram_mcq
         spectrogram_items = spec.items_path(out)
         build_spectrogram_mcq(spectrogram_items.parent, words=spec.words, seed=rec.seed, workers=spec.workers,
-                              test_fraction=spec.test_fraction, progress=progress)
-        spectrogram_splits = dict(sorted(Counter(it.split for it in read_items(spectrogram_items)).items()))
+                              test_fraction=spec.test_fraction, progress=progress, distractors=spec.distractors)
+        built_items = read_items(spectrogram_items)
+        spectrogram_splits = dict(sorted(Counter(it.split for it in built_items).items()))
+        spectrogram_ped = build_summary(built_items)["mean_distractor_ped"]
 
     # -- pairs and samples ----------------------------------------------------------------------------------------
     inputs = BuildInputs(clips=train_clips, segments=segments, llava=llava, shift=data.shift, seed=rec.seed,
@@ -659,7 +661,8 @@ def _build(recipe: str | Path, out: str | Path | None = None, overrides: Iterabl
         "rows": {"sft": len(sft), "dpo": len(dpo)},
         "spectrogram_mcq": None if spectrogram_items is None else {
             "items": str(spectrogram_items.resolve()),
-            "items_per_split": spectrogram_splits},
+            "items_per_split": spectrogram_splits, "distractors": data.spectrogram_mcq.distractors,
+            "mean_distractor_ped": spectrogram_ped},
         "quarantined": {"total": len(quarantine), "by_reason": dict(sorted(reasons.items()))},
         "media": rec.media.model_dump(mode="json"),
     }

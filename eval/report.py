@@ -124,19 +124,51 @@ def _pct(m: dict | None) -> str:
     return "—" if not m or m.get("accuracy") is None else f"{100 * m['accuracy']:.1f}"
 
 
+def _frac_ci(m: dict | None) -> str:
+    ci = (m or {}).get("ci95")
+    return "—" if not ci else f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}"
+
+
+def _reference_cell(ref: dict | None, condition: str) -> str:
+    """A reference row's accuracy for one condition: measured (with n and interval) or the published figure."""
+    if not ref:
+        return "—"
+    if ref.get("published"):
+        return f"{100 * ref['accuracy']:.1f} (published)"
+    m = ref.get("conditions", {}).get(condition, ref) if "conditions" in ref else ref
+    return "—" if m.get("n") in (None, 0) else f"{_pct(m)} ({_frac_ci(m)}, n={m['n']})"
+
+
+def spectrogram_reference_rows(res: dict) -> list[list[str]]:
+    """Per condition: the model's accuracy with interval, chance, the ASR and the human reference."""
+    refs = res.get("references", {})
+    chance = f"{100 * res.get('chance', 0.25):.0f}"
+    return [[name, f"{_pct(m)} ({_frac_ci(m)}, n={m.get('n')})", chance, _reference_cell(refs.get("asr"), name),
+             _reference_cell(refs.get("human"), name)] for name, m in res.get("conditions", {}).items()]
+
+
+REFERENCE_HEADER = ["condition", "model (95% CI, n)", "chance", "ASR", "human"]
+
+
 def _spectrogram_section(res: dict) -> list[str]:
-    """Accuracy % with n and 95% interval, and mean PED of the selected option vs a random pick, per condition and
-    ablation; then the text-only baselines (all should sit near chance, 25%)."""
+    """Per condition the model against chance, ASR and people; then accuracy % with n and 95% interval, and mean
+    PED of the selected option vs a random pick, per condition and ablation; then the text-only baselines (all
+    should sit near chance, 25%)."""
     rows = []
     for section in ("conditions", "ablations"):
         for name, m in res.get(section, {}).items():
-            lo, hi = m.get("ci95", (None, None))
-            ci = "—" if lo is None else f"{100 * lo:.1f}–{100 * hi:.1f}"
-            rows.append([section[:-1], name, _pct(m), str(m.get("n")), ci, f"{m.get('mean_ped_selected', 0):.2f}",
+            rows.append([section[:-1], name, _pct(m), str(m.get("n")), _frac_ci(m), f"{m.get('mean_ped_selected', 0):.2f}",
                          f"{m.get('mean_ped_random', 0):.2f}"])
     lines = ["## spectrogram_mcq", "",
-             f"Accuracy %; chance {100 * res.get('chance', 0.25):.0f}%. PED = phonemic edit distance from the answer "
-             "(0 when right): an informed error sits below a random pick's.", ""]
+             "Accuracy % per condition against chance and the reference rows (ASR: a speech recogniser's transcript "
+             "matched to the nearest option; human: people's answers). \"published\" = the figure of \"Seeing "
+             "isn't Hearing\", shown until measured here.", ""]
+    lines += _md_table(REFERENCE_HEADER, spectrogram_reference_rows(res)) + [""]
+    skipped = res.get("references", {}).get("human", {}).get("n_skipped")
+    if skipped:
+        lines += [f"Human answers: {skipped} rows skipped (see results.json, references.human.skipped).", ""]
+    lines += [f"Accuracy %; chance {100 * res.get('chance', 0.25):.0f}%. PED = phonemic edit distance from the answer "
+              "(0 when right): an informed error sits below a random pick's.", ""]
     lines += _md_table(["kind", "condition", "accuracy", "n", "95% CI", "PED selected", "PED random"], rows) + [""]
     base = res.get("baselines", {})
     if base:
@@ -151,6 +183,19 @@ def diagnostic_sections() -> dict:
     from eval.diagnostics_report import SECTIONS
 
     return SECTIONS
+def _spectrogram_epochs(run_dir: Path, done: Sequence[tuple[str, dict, str]]) -> list[str]:
+    """The accuracy-against-epoch figure of a finetuning run and the last checkpoint's reference table."""
+    from eval.spectrogram_plots import checkpoint_epoch, plot_epochs
+
+    points = [(e, res) for _, res, ck in done if (e := checkpoint_epoch(ck)) is not None]
+    lines = []
+    fig = plot_epochs(points, run_dir / "figures" / "spectrogram_mcq_epochs.png")
+    if fig is not None:
+        lines += [f"![accuracy against finetuning epoch]({fig.relative_to(run_dir).as_posix()})", ""]
+    label, last, _ = done[-1]
+    lines += [f"### {label} against chance and the reference rows", ""]
+    lines += _md_table(REFERENCE_HEADER, spectrogram_reference_rows(last)) + [""]
+    return lines
 
 
 def write_report(results: dict, out_dir: str | Path) -> Path:
@@ -220,15 +265,17 @@ def write_run_report(run_dir: str | Path, entries: Sequence[tuple[str, dict]]) -
         rows = [[label, *[_f(s[mode].get(b, {}).get("accuracy")) for b in bands]] for label, s in sync if mode in s]
         lines += [f"## Out-of-distribution sync set, {mode} (accuracy % per band)", ""]
         lines += _md_table(["checkpoint", *bands], rows) + [""]
-    spec = [(label, r["suites"]["spectrogram_mcq"]) for label, r in entries if "spectrogram_mcq" in r["suites"]]
-    done = [(label, res) for label, res in spec if res.get("status", "ok") == "ok"]
-    failed = [(label, res) for label, res in spec if res.get("status", "ok") != "ok"]
+    spec = [(label, r["suites"]["spectrogram_mcq"], r.get("checkpoint", "")) for label, r in entries
+            if "spectrogram_mcq" in r["suites"]]
+    done = [(label, res, ck) for label, res, ck in spec if res.get("status", "ok") == "ok"]
+    failed = [(label, res) for label, res, _ in spec if res.get("status", "ok") != "ok"]
     if done:
-        cols = list(dict.fromkeys((sec, c) for _, res in done for sec in ("conditions", "ablations")
+        cols = list(dict.fromkeys((sec, c) for _, res, _ in done for sec in ("conditions", "ablations")
                                   for c in res.get(sec, {})))
-        rows = [[label, *[_pct(res.get(sec, {}).get(c)) for sec, c in cols]] for label, res in done]
+        rows = [[label, *[_pct(res.get(sec, {}).get(c)) for sec, c in cols]] for label, res, _ in done]
         lines += ["## spectrogram_mcq (accuracy %, chance 25%)", ""]
         lines += _md_table(["checkpoint", *[c for _, c in cols]], rows) + [""]
+        lines += _spectrogram_epochs(run_dir, done)
     if failed:
         lines += ["## spectrogram_mcq, not evaluated", ""]
         lines += [f"- {label}: {res.get('status')}: {res.get('reason', '')}" for label, res in failed] + [""]

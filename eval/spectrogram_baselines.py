@@ -15,12 +15,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from data_builders.spectrogram_mcq import SpectrogramItem, load_lexicon, ped
+from data_builders.spectrogram_mcq import SpectrogramItem, load_lexicon
+from data_builders.spectrogram_mcq.options import PROPERTIES, conditional_logit, option_properties
 from eval.stats import wilson
-
-
-def _lev(a: Sequence, b: Sequence) -> int:
-    return ped(a, b)  # the same Levenshtein, over letters instead of phoneme segments
 
 
 @dataclass(frozen=True)
@@ -40,20 +37,13 @@ class Accuracy:
         return {"accuracy": self.accuracy, "n": self.n, "ci95": list(self.ci95)}
 
 
-FEATURES = ("ped_centrality", "spelling_centrality", "letters", "phonemes", "zipf", "irregularity")
+FEATURES = PROPERTIES
 
 
 def option_features(item: SpectrogramItem, zipf: dict[str, float]) -> np.ndarray:
-    """(4, F) option properties, as the validity checks name them: centrality (negated total PED, and total spelling
-    distance, to the other options), length in letters and phonemes, Zipf frequency, spelling irregularity
-    (|letters - phonemes|)."""
-    words, phons = item.options.graphemic, item.option_phonemes
-    rows = []
-    for k, (w, p) in enumerate(zip(words, phons)):
-        rows.append([-sum(ped(p, q) for j, q in enumerate(phons) if j != k),
-                     -sum(_lev(w, v) for j, v in enumerate(words) if j != k),
-                     len(w), len(p), zipf.get(w, 0.0), abs(len(w) - len(p))])
-    return np.array(rows, dtype=np.float64)
+    """(4, F) option properties (:data:`FEATURES`): centrality (negated total PED, and total spelling distance, to
+    the other options), length in letters and phonemes, Zipf frequency, spelling irregularity."""
+    return option_properties(item.options.graphemic, item.option_phonemes, zipf)
 
 
 def _argmax(values: np.ndarray, rng: np.random.Generator) -> int:
@@ -89,17 +79,7 @@ def _design(items: Sequence[SpectrogramItem], zipf: dict[str, float]) -> np.ndar
 def fit_option_classifier(items: Sequence[SpectrogramItem], zipf: dict[str, float], steps: int = 500,
                           lr: float = 0.5, l2: float = 1e-3) -> np.ndarray:
     """Conditional logit (softmax over the four options of w . features) by gradient descent; returns w."""
-    x = _design(items, zipf)
-    y = np.array([it.answer for it in items])
-    w = np.zeros(x.shape[-1])
-    for _ in range(steps):
-        logits = x @ w
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        p[np.arange(len(y)), y] -= 1
-        grad = np.einsum("no,nof->f", p, x) / len(y) + l2 * w
-        w -= lr * grad
-    return w
+    return conditional_logit(_design(items, zipf), np.array([it.answer for it in items]), steps, lr, l2)
 
 
 def text_only_baselines(train: Sequence[SpectrogramItem], test: Sequence[SpectrogramItem],

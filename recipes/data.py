@@ -81,6 +81,9 @@ class SpectrogramMCQInput(_Section):
                                "<data dir>/spectrogram_mcq, e.g. one copy shared by a recipe and its ablations")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of option sets held out (split by word)")
     workers: int = Field(2, ge=1, description="rendering processes")
+    distractors: Literal["groups", "nearest"] = Field(
+        "groups", description="groups: option sets of four close words, each the answer once; nearest: each "
+                              "answer's distractors among its closest words by phonemic edit distance (the paper's)")
 
     def items_path(self, data_dir: str | Path) -> Path:
         """``items.jsonl`` of this benchmark for a recipe whose data folder is ``data_dir`` (``data/<recipe>``):

@@ -35,7 +35,8 @@ DpoLoss = Literal["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "
 # Qwen3-Omni are fused parameters, so on that backbone these match attention and shared projections only.
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Attribute names of the thinker's parts under `model.` (transformers 5.x layout of both Omni generations).
-TOWERS = Literal["language_model", "audio_tower", "visual"]
+# LLaVA-NeXT and InternVL name their vision tower `vision_tower` and have a `multi_modal_projector`.
+TOWERS = Literal["language_model", "audio_tower", "visual", "vision_tower", "multi_modal_projector"]
 
 
 class _Section(BaseModel):

@@ -92,3 +92,17 @@ def test_sft_records_cover_every_condition(built):
         assert len(r.images) == 1 and r.images[0].endswith("_spec.png" if condition.endswith("spectrogram")
                                                            else "_both.png")
     assert len(conds) == 4
+
+
+def test_manifest_states_mode_and_mean_distractor_ped(tmp_path, capsys):
+    from data_builders.__main__ import main
+
+    assert main(["spectrogram-mcq", "--out", str(tmp_path), "--words", "12", "--distractors", "nearest",
+                 "--quiet"]) == 0
+    items = read_items(tmp_path / "items.jsonl")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    distractor_peds = [p for it in items for k, p in enumerate(it.ped) if k != it.answer]
+    assert manifest["distractors"] == "nearest" and manifest["items"] == len(items) == 12
+    assert manifest["mean_distractor_ped"] == round(sum(distractor_peds) / len(distractor_peds), 4)
+    assert f"mean answer-to-distractor PED {manifest['mean_distractor_ped']}" in capsys.readouterr().out
+    assert sum(manifest["answer_positions"]["train"]) == manifest["items_per_split"]["train"]

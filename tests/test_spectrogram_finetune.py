@@ -72,6 +72,10 @@ def test_sft_rows_come_from_the_train_split_only(finetuned):
     manifest = json.loads((data / "manifest.json").read_text())
     assert manifest["counts"]["train"]["sft"] == {"spectrogram_mcq": 48}
     assert manifest["spectrogram_mcq"]["items_per_split"] == {"test": 4, "train": 12}
+    from data_builders.spectrogram_mcq import build_summary
+
+    assert manifest["spectrogram_mcq"]["distractors"] == "groups"
+    assert manifest["spectrogram_mcq"]["mean_distractor_ped"] == build_summary(read_items(items))["mean_distractor_ped"]
 
 
 def test_lora_sft_trains_five_epochs_with_a_checkpoint_each(finetuned):
@@ -105,8 +109,24 @@ def test_every_checkpoint_is_evaluated_on_the_test_split(finetuned):
     assert "## spectrogram_mcq" in report and report.count("| sft/checkpoint-") == 5 and "| base (step 0) |" in report
 
 
+def test_run_report_plots_accuracy_against_epoch_with_reference_rows(finetuned):
+    from eval.spectrogram_plots import checkpoint_epoch
+
+    _, run = finetuned
+    ckpts = sorted((run / "sft").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert [checkpoint_epoch(str(p)) for p in ckpts] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert checkpoint_epoch("tiny-qwen2.5-vl") == 0.0
+    report = (run / "report.md").read_text()
+    assert "![accuracy against finetuning epoch](figures/spectrogram_mcq_epochs.png)" in report
+    assert (run / "figures" / "spectrogram_mcq_epochs.png").stat().st_size > 10_000
+    # the last checkpoint against chance, the published ASR and human figures, per condition
+    row = next(line for line in report.split("### sft/checkpoint-30")[1].splitlines()
+               if line.startswith("| graphemic/spectrogram |"))
+    assert row.endswith("| 25 | 87.6 (published) | 75.0 (published) |") and "n=4)" in row
+
+
 def test_an_omni_thinker_finetunes_on_the_same_image_rows(finetuned, tiny_backbones, tmp_path):
-    """spectrogram_mcq.md allows "an omni thinker on images": same rows, same collator, the Omni processor."""
+    """An omni thinker also finetunes on images: same rows, same collator, the Omni processor."""
     from train.__main__ import main as train_main
     from train.callbacks import read_log
 
@@ -137,3 +157,42 @@ def test_the_suite_reads_the_benchmark_the_recipe_builds():
             recipe.data.spectrogram_mcq.items_path(REPO_ROOT / "data" / name)), name
     explicit = suite_plan(load_recipe("demo"), sets=["spectrogram_mcq.items=/x/items.jsonl"])
     assert explicit["spectrogram_mcq"]["items"] == "/x/items.jsonl"
+
+
+@pytest.mark.parametrize("family", ["tiny-llava-next", "tiny-internvl3"])
+def test_other_vlm_families_finetune_and_evaluate(finetuned, family, tmp_path):
+    """LLaVA-NeXT and InternVL 3 (tiny, built offline) run the same recipe: LoRA on their language model only, then
+    the suite scores the adapter checkpoint on the test split under every condition."""
+    from safetensors.torch import load_file
+
+    from eval.runner import evaluate_checkpoint
+    from train.__main__ import main as train_main
+    from train.vlm import build_tiny_vlm
+
+    data, _ = finetuned
+    backbone = build_tiny_vlm(family, tmp_path / family)
+    sets = [f"backbone={backbone}", "stages.sft.max_steps=2", "stages.sft.save_steps=2", "stages.sft.batch_size=4"]
+    flags = [a for s in sets for a in ("--set", s)]
+    assert train_main(["recipes/spectrogram_mcq_ft_tiny.yaml", "--runs", str(tmp_path / "runs"), "--data", str(data),
+                       *flags]) == 0
+    ckpt = tmp_path / "runs" / "spectrogram_mcq_ft_tiny" / "sft" / "checkpoint-2"
+    adapted = {k.split(".lora_")[0] for k in load_file(str(ckpt / "adapter_model.safetensors"))}
+    assert adapted and all(".language_model." in k for k in adapted), sorted(adapted)[:3]
+    items = data / "spectrogram_mcq" / "items.jsonl"
+    res = evaluate_checkpoint(ckpt, {"spectrogram_mcq": {"items": str(items)}}, tmp_path / "eval")
+    suite = res["suites"]["spectrogram_mcq"]
+    assert suite["status"] == "ok", suite
+    assert len(suite["conditions"]) == 4 and all(m["n"] == 4 for m in suite["conditions"].values())
+    # a tower this family does not have is refused with the parts it does have
+    from train.backbones import load_backbone
+    from train.runtime import TrainingSetupError, lora_config
+
+    model, _ = load_backbone(str(backbone))
+    with pytest.raises(TrainingSetupError, match="vision_tower"):
+        lora_config(load_recipe("spectrogram_mcq_ft_tiny", ["lora.towers=[visual]"]), model)
+
+
+def test_family_recipes_name_their_backbones():
+    assert load_recipe("spectrogram_mcq_ft_llava_next").backbone.startswith("llava-hf/llava-v1.6")
+    internvl = load_recipe("spectrogram_mcq_ft_internvl3")
+    assert "InternVL3" in internvl.backbone and internvl.media.max_pixels == 4 * 448 * 448

@@ -179,3 +179,57 @@ def test_validity_report_passes_a_build_and_catches_a_broken_one(planned):
     leaked = [it.model_copy(update={"split": "test"}) if it.id == planned[1].id else it for it in planned]
     twin = next(it for it in planned if it.split == "train").model_copy(update={"split": "test", "id": "dup"})
     assert "a word is in both splits" in validity([*leaked, twin])["problems"]
+
+
+@pytest.fixture(scope="module")
+def nearest():
+    """800 words, the paper's design: each word an answer, its distractors among its 10 closest words."""
+    return plan_items(800, seed=3, distractors="nearest")
+
+
+def test_nearest_mode_items_are_well_formed(nearest):
+    assert len(nearest) == 800 and len({it.word for it in nearest}) == 800  # every word the answer once
+    for it in nearest:
+        assert len(set(it.options.graphemic)) == 4 and len(set(it.options.phonemic)) == 4
+        assert it.options.graphemic[it.answer] == it.word and it.ped[it.answer] == 0
+        assert it.ped == [float(ped(o, it.phonemes)) for o in it.option_phonemes]
+    for split in ("train", "test"):
+        counts = Counter(it.answer for it in nearest if it.split == split)
+        assert max(counts.values()) - min(counts.values()) <= 1, counts
+    words = {s: {w for it in nearest if it.split == s for w in it.options.graphemic} for s in ("train", "test")}
+    assert not words["train"] & words["test"]
+    assert sum(it.split == "test" for it in nearest) == 160
+
+
+def test_nearest_distractors_are_among_the_answers_closest_words(nearest):
+    """Each distractor is no farther than the answer's 10th closest word of its split (ties included)."""
+    phon = {it.word: it.phonemes for it in nearest}
+    for it in nearest[::16]:
+        same = [phon[o.word] for o in nearest if o.split == it.split and o.word != it.word]
+        tenth = sorted(ped(it.phonemes, s) for s in same)[9]
+        assert all(p <= tenth for k, p in enumerate(it.ped) if k != it.answer), it.id
+
+
+def test_both_modes_pass_validity_and_nearest_distractors_are_closer(planned, nearest):
+    from data_builders.spectrogram_mcq import build_summary
+    from eval.spectrogram_baselines import validity
+
+    for items in (planned, nearest):
+        report = validity(items)
+        assert report["ok"], (report["problems"], report["baselines_off_chance"])
+    groups_ped, nearest_ped = (build_summary(items)["mean_distractor_ped"] for items in (planned, nearest))
+    assert nearest_ped < groups_ped, (nearest_ped, groups_ped)
+
+
+def test_literal_three_nearest_fail_validity():
+    """The paper's description taken literally (the answer's 3 closest words) hands a text-only model the answer:
+    the validity check catches it, which is why the nearest mode steers its draw."""
+    from eval.spectrogram_baselines import validity
+
+    report = validity(plan_items(400, seed=3, distractors="nearest", pool=3))
+    assert not report["ok"] and "most_central_ped" in report["baselines_off_chance"]
+
+
+def test_unknown_distractor_mode_is_refused():
+    with pytest.raises(ValueError, match="distractors must be one of"):
+        plan_items(40, distractors="random")

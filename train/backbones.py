@@ -73,6 +73,26 @@ QWEN25_VL = OmniFamily(
     other_special=("<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "<|vision_pad|>"),
 )
 
+# LLaVA-NeXT (LLaVA 1.6) and InternVL 3 as transformers ports them (image-text-to-text classes; hub ids such as
+# llava-hf/llava-v1.6-mistral-7b-hf and OpenGVLab/InternVL3-8B-hf). Images only, built by train/vlm.py.
+LLAVA_NEXT = OmniFamily(
+    name="llava-next",
+    model_class="LlavaNextForConditionalGeneration",
+    config_class="LlavaNextConfig",
+    processor_class="LlavaNextProcessor",
+    tokens={"image_token": "<image>"},
+    other_special=(),
+)
+INTERNVL3 = OmniFamily(
+    name="internvl3",
+    model_class="InternVLForConditionalGeneration",
+    config_class="InternVLConfig",
+    processor_class="InternVLProcessor",
+    tokens={"context_image_token": "<IMG_CONTEXT>", "start_image_token": "<img>", "end_image_token": "</img>",
+            "video_token": "<video>"},
+    other_special=(),
+)
+
 # Reserved names a recipe may use for the offline tiny backbones.
 TINY_BACKBONES: dict[str, OmniFamily] = {"tiny-qwen2.5-omni": QWEN25_OMNI, "tiny-qwen3-omni": QWEN3_OMNI,
                                          "tiny-qwen2.5-omni-listen": QWEN25_OMNI}
@@ -103,7 +123,8 @@ TINY_SIZES: dict[str, TinySize] = {
                                          vision_width=64, audio_chunk_s=10),
 }
 # Tiny vision-language models (train/vlm.py); kept apart because they have no audio tower.
-TINY_VLMS: dict[str, OmniFamily] = {"tiny-qwen2.5-vl": QWEN25_VL}
+TINY_VLMS: dict[str, OmniFamily] = {"tiny-qwen2.5-vl": QWEN25_VL, "tiny-llava-next": LLAVA_NEXT,
+                                    "tiny-internvl3": INTERNVL3}
 
 # Text the tiny tokenizer's BPE merges are learnt from: the vocabulary of Harken's prompts and answers, so that
 # tiny-model sequences stay short. The merges do not matter for correctness, only for sequence length.
@@ -159,7 +180,8 @@ def _build_tokenizer(family: OmniFamily, vocab_size: int = 1024):
         extra_special_tokens=dict(family.tokens),
     )
     tok.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in tok.get_vocab()]})
-    tok.chat_template = _chat_template(family)
+    # Qwen layouts get ChatML here; the other families' templates come with their processors (train/vlm.py).
+    tok.chat_template = _chat_template(family) if "vision_bos_token" in family.tokens else None
     return tok
 
 
@@ -295,7 +317,12 @@ def family_of(config) -> OmniFamily:
         return QWEN25_OMNI
     if model_type.startswith("qwen2_5_vl"):
         return QWEN25_VL
-    raise ValueError(f"model_type {model_type!r} is not a Qwen-Omni thinker Harken knows how to train")
+    if model_type == "llava_next":
+        return LLAVA_NEXT
+    if model_type == "internvl":
+        return INTERNVL3
+    raise ValueError(f"model_type {model_type!r} is not a Qwen-Omni thinker or a vision-language model Harken knows "
+                     "how to train (qwen2_5_vl, llava_next, internvl)")
 
 
 def is_tiny(name: str) -> bool:

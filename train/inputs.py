@@ -36,7 +36,9 @@ def encode(processor, media: MediaSettings, texts: Sequence[str], videos: Sequen
     kwargs: dict = {"text": list(texts), "return_tensors": "pt", "padding": True, "padding_side": padding_side}
     if images is not None:
         kwargs["images"] = list(images)
-        kwargs["images_kwargs"] = {"size": {"shortest_edge": media.min_pixels, "longest_edge": media.max_pixels}}
+        from train.vlm import image_kwargs
+
+        kwargs["images_kwargs"] = image_kwargs(processor, media)
     if videos is not None:
         kwargs["videos"] = list(videos)
         kwargs["videos_kwargs"] = videos_kwargs(media)

@@ -193,8 +193,11 @@ def lora_config(recipe: Recipe, model=None):
                           target_modules=lora.target_regex(), bias="none")
     modules, parameters = lora_targets(model, lora.target_modules, lora.towers)
     if not modules and not parameters:
-        raise TrainingSetupError(f"lora.target_modules: none of {lora.target_modules} exists in the towers "
-                                 f"{lora.towers} of {type(model).__name__}; check the names (print the model)")
+        parts = sorted({n.split(".")[1] for n, _ in model.named_modules() if n.startswith("model.") and "." in n[6:]}
+                       | {n.split(".")[1] for n, _ in model.named_modules() if n.count(".") == 1
+                          and n.startswith("model.")})
+        raise TrainingSetupError(f"lora: no module of {type(model).__name__} is one of {lora.target_modules} "
+                                 f"inside towers {lora.towers}; this backbone's parts are {parts}")
     # A fused gate+up expert weight holds two projections: twice the rank and alpha keeps each one's update the
     # size a separate adapter would have (what PEFT does when it fuses them itself).
     fused = {r".*\.gate_up_proj": 2} if any(p.endswith(".experts.gate_up_proj") for p in parameters) else {}

@@ -16,11 +16,12 @@ from pydantic import BaseModel, ConfigDict
 
 from data_builders.annotations import write_jsonl
 from data_builders.records import ImageSFTSample
-from data_builders.spectrogram_mcq.options import (OPTIONS_PER_ITEM, LexiconEntry, assign_items,
-                                                   cluster_option_sets, load_lexicon, ped, segments)
+from data_builders.spectrogram_mcq.options import (DISTRACTOR_MODES, NEAREST_POOL, OPTIONS_PER_ITEM, LexiconEntry, assign_items,
+                                                   cluster_option_sets, load_lexicon, nearest_distractor_plans, ped,
+                                                   segments)
 from data_builders.spectrogram_mcq.render import RenderParams, espeak_version, phonemize, render_word
 
-FULL_WORDS = 4068  # spec: 4,068 English words (the paper's count)
+FULL_WORDS = 4068  # 4,068 English words, the count of "Seeing isn't Hearing"
 OptionKind = Literal["graphemic", "phonemic"]
 ImageKind = Literal["spectrogram", "spectrogram+waveform"]
 CONDITIONS: tuple[tuple[OptionKind, ImageKind], ...] = (
@@ -78,9 +79,10 @@ def _words(n: int, voice: str) -> tuple[list[LexiconEntry], list[tuple[str, ...]
     chosen, segs, raw, seen = [], [], [], set()
     for entry, ipa in zip(lex, ipas):
         s = segments(ipa)
-        if not s or " " in ipa.strip() or s in seen:
+        # Two segmentations can print the same IPA (t_ʃ / tʃ): keyed on the printed form, options never repeat.
+        if not s or " " in ipa.strip() or "".join(s) in seen:
             continue
-        seen.add(s)
+        seen.add("".join(s))
         chosen.append(entry)
         segs.append(s)
         raw.append(ipa.strip())
@@ -92,23 +94,33 @@ def _words(n: int, voice: str) -> tuple[list[LexiconEntry], list[tuple[str, ...]
 
 
 def plan_items(words: int = FULL_WORDS, seed: int = 0, test_fraction: float = 0.2,
-               params: RenderParams | None = None) -> list[SpectrogramItem]:
+               params: RenderParams | None = None, distractors: str = "groups",
+               pool: int = NEAREST_POOL) -> list[SpectrogramItem]:
     """The items of a build without rendering anything (needs eSpeak NG for the IPA only, one fast call).
 
-    Validity checks and text-only baselines run on these directly. ``words`` is rounded down to a multiple of 4:
-    each option set of four words yields four items, one per member as the answer.
+    Validity checks and text-only baselines run on these directly. ``distractors``: ``groups`` (option sets of
+    four close words, each member the answer once; ``words`` is rounded down to a multiple of 4) or ``nearest``
+    (each word's distractors among its ``pool`` closest words by PED, as "Seeing isn't Hearing" does; one item per
+    word).
     Raises:
-        ValueError: fewer than 8 words; RuntimeError: eSpeak NG missing (with the install command).
+        ValueError: fewer than 8 words, an unknown mode; RuntimeError: eSpeak NG missing (with the install command).
     """
     if words < 2 * OPTIONS_PER_ITEM:
         raise ValueError(f"--words must be at least {2 * OPTIONS_PER_ITEM} (one train and one test option set)")
+    if distractors not in DISTRACTOR_MODES:
+        raise ValueError(f"distractors must be one of {list(DISTRACTOR_MODES)}, got {distractors!r}")
     params = params or RenderParams(synthesiser=espeak_version())
     entries, segs, _ = _words(words, params.voice)
-    sets = cluster_option_sets(segs, seed)
-    plans = assign_items(sets, seed, test_fraction)
+    if distractors == "nearest":
+        zipf = {e.word: e.zipf for e in entries}
+        plans = nearest_distractor_plans(segs, [e.word for e in entries], zipf, seed, test_fraction, pool)
+        set_of = {p.word: k for k, p in enumerate(sorted(plans, key=lambda p: p.word))}  # every item its own set
+    else:
+        sets = cluster_option_sets(segs, seed)
+        plans = assign_items(sets, seed, test_fraction)
+        set_of = {w: s for s, members in enumerate(sets) for w in members}
     ids = [f"w{e.rank:04d}" for e in entries]
     record = params.record()
-    set_of = {w: s for s, members in enumerate(sets) for w in members}
     items = []
     for p in plans:
         i = p.word
@@ -126,8 +138,9 @@ def plan_items(words: int = FULL_WORDS, seed: int = 0, test_fraction: float = 0.
 
 
 def build(out: str | Path, words: int = FULL_WORDS, seed: int = 0, workers: int = 2, test_fraction: float = 0.2,
-          progress: bool = True) -> BuildResult:
-    """Build the benchmark into ``out``: items.jsonl, audio/*.wav, images/*_{spec,wave,both}.png.
+          progress: bool = True, distractors: str = "groups") -> BuildResult:
+    """Build the benchmark into ``out``: items.jsonl, manifest.json (:func:`build_summary`), audio/*.wav,
+    images/*_{spec,wave,both}.png.
 
     Resumable: words whose four files exist are not rendered again; every file is written to a temporary name and
     renamed, and items.jsonl is written last.
@@ -135,14 +148,15 @@ def build(out: str | Path, words: int = FULL_WORDS, seed: int = 0, workers: int 
         words: lexicon words to use (most frequent first, homophones dropped); rounded down to a multiple of 4.
         seed: option sets, answer positions and the split.
         workers: rendering processes.
-        test_fraction: share of option sets (hence of words) in the test split.
+        test_fraction: share of words in the test split (drawn by option set, or by block of close words).
+        distractors: ``groups`` or ``nearest`` (see :func:`plan_items`).
     Raises:
         RuntimeError: eSpeak NG missing (with the install command) or failing.
         ValueError: bad ``words``/``test_fraction``.
     """
     out = Path(out)
     params = RenderParams(synthesiser=espeak_version())
-    items = plan_items(words, seed, test_fraction, params)
+    items = plan_items(words, seed, test_fraction, params, distractors)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(parents=True, exist_ok=True)
     jobs = [(it.id, it.word, out, params) for it in items]
@@ -164,8 +178,30 @@ def build(out: str | Path, words: int = FULL_WORDS, seed: int = 0, workers: int 
             bar.update()
     bar.close()
     write_jsonl(out / "items.jsonl", items)
+    summary = build_summary(items) | {"distractors": distractors, "words": words, "seed": seed,
+                                      "test_fraction": test_fraction}
+    tmp = out / "manifest.tmp.json"
+    tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(out / "manifest.json")
     return BuildResult(out=out, items=len(items), rendered=len(jobs) - done_before, skipped=done_before,
                        dropped_words=words - len(items))
+
+
+def build_summary(items: list[SpectrogramItem]) -> dict:
+    """What a build's manifest states about its items: counts and answer positions per split, and the mean PED
+    from answer to distractor (the difficulty the distractor mode gives; one PED unit = one phoneme inserted,
+    deleted or substituted), overall and per split."""
+    def mean_ped(its: list[SpectrogramItem]) -> float | None:
+        d = [p for it in its for k, p in enumerate(it.ped) if k != it.answer]
+        return round(sum(d) / len(d), 4) if d else None
+
+    splits = sorted({it.split for it in items})
+    by = {s: [it for it in items if it.split == s] for s in splits}
+    return {"items": len(items), "items_per_split": {s: len(v) for s, v in by.items()},
+            "answer_positions": {s: [sum(it.answer == k for it in v) for k in range(OPTIONS_PER_ITEM)]
+                                 for s, v in by.items()},
+            "mean_distractor_ped": mean_ped(items),
+            "mean_distractor_ped_per_split": {s: mean_ped(v) for s, v in by.items()}}
 
 
 def read_items(path: str | Path, split: str | None = None) -> list[SpectrogramItem]:

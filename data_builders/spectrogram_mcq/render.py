@@ -1,6 +1,6 @@
 """Speech and pictures of one word: eSpeak NG wav, librosa spectrogram image and waveform image.
 
-Spec (shared/spec/spectrogram_mcq.md, "Dataset"): STFT ``n_fft=128``, ``hop_length=22``, magnitude in dB with a
+As "Seeing isn't Hearing" renders its images: STFT ``n_fft=128``, ``hop_length=22``, magnitude in dB with a
 70 dB dynamic range; a waveform image of the same audio; same size, axes and colour map for every item. Every number
 used here is in :class:`RenderParams` and is written into every item's ``params``.
 """
@@ -21,12 +21,12 @@ INSTALL_HINT = "sudo apt-get install espeak-ng"
 
 @dataclass(frozen=True)
 class RenderParams:
-    """Every rendering parameter; recorded with each item (spec: "Record every rendering parameter")."""
+    """Every rendering parameter; recorded with each item ."""
 
     sr: int = 22050              # eSpeak NG's native output rate; the wav is written as synthesised
-    n_fft: int = 128             # spec / paper
-    hop_length: int = 22         # spec / paper
-    top_db: float = 70           # spec / paper: 70 dB dynamic range
+    n_fft: int = 128             # the paper's
+    hop_length: int = 22         # the paper's
+    top_db: float = 70           # the paper's: 70 dB dynamic range
     window: str = "hann"         # librosa.stft default
     db_ref: str = "max"          # dB relative to the clip's peak, so every image spans [-top_db, 0]
     cmap: str = "magma"
