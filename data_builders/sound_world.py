@@ -17,7 +17,6 @@ Layout written under ``out`` (the formats the suites read from any user folder):
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import tempfile
@@ -32,7 +31,6 @@ from data_builders.synth import CLASS_BY_NAME, NOISE_FLOOR, impact_sound
 VERSION = 2  # bump when the world's sounds or layout change: the cached copy is rebuilt
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 2.0
-DEFAULT_ROOT = Path(os.environ.get("HARKEN_CACHE", ".cache")) / "sound_world"
 # Concept pairs shipped with the package (synonym / hypernym / unrelated), over the world's classes.
 CONCEPT_PAIRS = Path(__file__).resolve().parent / "assets" / "concept_pairs.jsonl"
 SPOKEN_WORDS = ("hello", "seven", "water", "morning", "yellow", "window")
@@ -152,8 +150,10 @@ def build_world(out: str | Path, per_class: int = 2, seed: int = 0) -> Path:
 
 
 def default_world(per_class: int = 2, seed: int = 0, root: str | Path | None = None) -> Path:
-    """The world for these settings under ``root`` (default ``.cache/sound_world``), built on first use."""
-    folder = Path(root or DEFAULT_ROOT) / f"v{VERSION}-n{per_class}-seed{seed}"
+    """The world for these settings under ``root`` (default ``<cache>/sound_world``, the project cache of recipes.paths), built on first use."""
+    from recipes.paths import cache_dir
+
+    folder = Path(root or cache_dir() / "sound_world") / f"v{VERSION}-n{per_class}-seed{seed}"
     if not (folder / "world.json").is_file():
         build_world(folder, per_class=per_class, seed=seed)
     return folder

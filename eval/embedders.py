@@ -8,13 +8,18 @@ the machinery offline (tests, the demo); its scores mean nothing.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 TINY_EMBEDDER = "tiny-sentence-embedder"
-DEFAULT_CACHE = Path(os.environ.get("HARKEN_CACHE", ".cache")) / "embedders"
 _WORDS = Path(__file__).resolve().parents[1] / "data_builders" / "assets" / "words_en.tsv"
+
+
+def _cache() -> Path:
+    """``<cache>/embedders`` under the project's path rule (read when called, so ``--root`` applies)."""
+    from recipes.paths import cache_dir
+
+    return cache_dir() / "embedders"
 
 
 def _wordpiece(folder: Path, vocab_size: int = 2000):
@@ -68,7 +73,7 @@ def load_embedder(name: str, cache_dir: str | Path | None = None):
     from sentence_transformers import SentenceTransformer
 
     if name == TINY_EMBEDDER:
-        folder = Path(cache_dir or DEFAULT_CACHE) / name
+        folder = Path(cache_dir) / name if cache_dir else _cache() / name
         if not (folder / "modules.json").is_file():
             build_tiny_embedder(folder)
         name = str(folder)

@@ -57,9 +57,9 @@ def build_tiny_whisper(out_dir: str | Path | None = None, seed: int = 0) -> Path
                               WhisperProcessor, WhisperTokenizer)
 
     from data_builders.spectrogram_mcq import load_lexicon
-    from train.backbones import DEFAULT_CACHE, save_tiny
+    from train.backbones import backbone_cache, save_tiny
 
-    out = Path(out_dir) if out_dir is not None else DEFAULT_CACHE / TINY_ASR
+    out = Path(out_dir) if out_dir is not None else backbone_cache() / TINY_ASR
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=512, show_progress=False,
@@ -97,10 +97,10 @@ def load_asr(name_or_path: str, device: Any = None):
     """
     from transformers import pipeline
 
-    from train.backbones import DEFAULT_CACHE, resolve_backbone
+    from train.backbones import backbone_cache, resolve_backbone
 
     if name_or_path == TINY_ASR:
-        folder = DEFAULT_CACHE / TINY_ASR
+        folder = backbone_cache() / TINY_ASR
         if not (folder / "config.json").is_file():
             build_tiny_whisper(folder)
         path = str(folder)
