@@ -58,7 +58,8 @@ class LoraSettings(_Section):
 
 
 class QuantizationSettings(_Section):
-    """QLoRA: the frozen base weights in 4-bit (bitsandbytes, CUDA only), adapters in bf16."""
+    """QLoRA: the frozen base weights in 4-bit (bitsandbytes; on CPU too from bitsandbytes 0.46.1), adapters in the
+    compute precision."""
 
     enabled: bool = False
     quant_type: Literal["nf4", "fp4"] = "nf4"  # NF4 + double quantisation = the QLoRA paper's recipe
@@ -238,6 +239,8 @@ class TrainingSections(BaseModel):
     export_merged: bool = Field(True, description="also write the last stage's adapter merged into full weights")
     eval: EvalSection = EvalSection()
     wandb: WandbSettings = WandbSettings()
+    world_size: int | None = Field(None, ge=1, description="processes the run must be launched with (GPUs per node "
+                                   "x nodes); training refuses another count. None: any")
 
     @field_validator("quantization")
     @classmethod

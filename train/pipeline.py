@@ -66,8 +66,8 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", data_root: str | 
         callbacks: extra ``TrainerCallback`` objects for every stage.
         log: where progress lines go.
     Raises:
-        TrainingSetupError: no stage, missing data, CUDA-only settings without CUDA, or a stage folder started
-            with other settings.
+        TrainingSetupError: no stage, missing data, missing packages, a launch that is not the recipe's (world
+            size, engine), or a stage folder started with other settings.
     """
     from train import dpo, sft
 
@@ -77,8 +77,11 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", data_root: str | 
     active = recipe.active_stages()
     if not active:
         raise TrainingSetupError("stages: the recipe has no enabled stage")
-    for name, stage in active:  # CUDA-only settings fail before any model is built or loaded
+    for name, stage in active:  # missing packages fail before any model is built or loaded
         check_hardware(recipe, name, stage)
+    from train.launch import prepare_launch
+
+    prepare_launch(recipe)  # wrong world size or engine: refused before any work; DeepSpeed on CPU set up
     run_dir = Path(runs_root) / recipe.name
     data_root = Path(data_root) if data_root is not None else Path("data") / recipe.name
     results: list[StageResult] = []
