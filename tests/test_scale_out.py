@@ -6,11 +6,11 @@ Every two-process run trains on the same global batch (2 rows per rank x 2 ranks
 per step, on a recipe with LoRA dropout 0 (dropout masks are drawn per rank, so two ranks would not draw the masks
 one process draws). Under those conditions the losses, gradient norms and DPO log-probabilities agree up to the
 order of floating-point reductions (the gradient all-reduce sums two partial sums where one process sums four rows):
-in fp32 about 1e-6 here, so ``FP32_TOL`` = 1e-5 leaves room for a few steps of drift and still catches a rank
-training on the wrong rows (a different global batch moves the second step's loss by more than 1e-3). In bf16
-(weights and activations rounded to 8 bits of mantissa) the same reordering moves values by up to about 1e-3
-relative, so ``BF16_RTOL`` = 1e-2, which still catches a rank that trains alone (its first gradient differs by
-tens of percent).
+in fp32 at most 5e-7 here (one run: ZeRO-2 and ZeRO-3 SFT losses), so ``FP32_TOL`` = 1e-5 leaves room for a few
+steps of drift. In bf16 (8 bits of mantissa: one rounding step is 0.4 % of a value) the same reordering moved the
+gradient norm by 0.6 % and the DPO reward margin by 6e-5 (one run), so ``BF16_RTOL`` = 1e-2 with ``BF16_ATOL`` = 1e-3
+for values near zero. That the ranks split each global batch between them is shown by the rows each rank collated
+(``rows.rank<R>.jsonl``), and the engine and world size by ``launch.json``, written from what wrapped the model.
 
 DeepSpeed's CPU ops (shared-memory collectives, CPU Adam) are compiled once into ``.cache/torch_extensions`` by
 ``make install``; a machine without them compiles them on the first run here (a few minutes).
@@ -36,6 +36,7 @@ from train.launch import Launch, check_arguments, expected_engine
 REPO = Path(__file__).resolve().parents[1]
 FP32_TOL = 1e-5
 BF16_RTOL = 1e-2
+BF16_ATOL = 1e-3
 COMPARED = ("loss", "grad_norm", "rewards/margins", "logps/chosen", "logps/rejected")
 
 BODY = """
@@ -198,7 +199,7 @@ def test_qlora_bf16_under_ddp_matches_one_process(qlora):
         assert (launch["precision"], launch["quantization"], launch["gradient_checkpointing"]) == ("bf16", "nf4", True)
         single = json.loads((ref / stage / "launch.json").read_text())
         assert (single["engine"], single["world_size"], single["precision"]) == ("single", 1, "bf16")
-    assert_same_trajectory(run, ref, rtol=BF16_RTOL, atol=1e-4)
+    assert_same_trajectory(run, ref, rtol=BF16_RTOL, atol=BF16_ATOL)
     first = _steps(run / "dpo")[0]
     assert abs(first["rewards/margins"]) < 1e-6, "the reference is the policy with its fresh adapter disabled"
 
@@ -211,7 +212,7 @@ def test_data_parallel_eval_writes_the_results_of_one_process(zero, synth_dir, t
 
     _, run, _ = zero
     clips = tmp_path / "test_clips.jsonl"
-    rows = [json.loads(line) for line in (synth_dir / "annotations.jsonl").read_text().splitlines()][:3]
+    rows = [json.loads(line) for line in (synth_dir / "annotations.jsonl").read_text().splitlines()][:2]
     clips.write_text("".join(json.dumps({**r, "split": "test", "video": str((synth_dir / r["video"]).resolve())})
                              + "\n" for r in rows))
     ck = run / "dpo/checkpoint-2"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -176,13 +176,12 @@ class LaunchRecord(TrainerCallback):
             return
         import torch.distributed as dist
 
-        record = {**asdict(self.launch), "engine": engine, "world_size": world,
+        record = {"engine": engine, "world_size": world, "device": self.launch.device,
                   "backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None,
                   "precision": "bf16" if args.bf16 else "fp32",
                   "quantization": ctx.recipe.quantization.quant_type if ctx.recipe.quantization.enabled else None,
                   "gradient_checkpointing": args.gradient_checkpointing,
                   "global_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps * world}
-        record.pop("rank"), record.pop("local_rank")
         if ctx.stage.deepspeed is not None:
             zero = deepspeed_config(ctx.stage.deepspeed).get("zero_optimization", {})
             record["offload"] = {k: v.get("device") for k, v in zero.items() if k.startswith("offload_")}
