@@ -1,5 +1,5 @@
 """The recipe's training sections: ``backbone``, ``precision``, ``lora``, ``quantization``, ``stages``, ``eval``,
-``wandb`` and ``export_merged``.
+``wandb``, ``export_merged`` and ``world_size``.
 
 ``stages`` is an ordered mapping ``name -> stage``: the trainer runs them in file order into ``runs/<recipe>/<name>/``
 and each stage starts from the previous one's final weights. A mapping (not a list) lets an ablation that
