@@ -108,7 +108,10 @@ def run_recipe(recipe: Recipe, runs_root: str | Path = "runs", data_root: str | 
         resume = last_checkpoint(ctx.out_dir)
         if main_process:
             ctx.out_dir.mkdir(parents=True, exist_ok=True)
-            started.write_text(json.dumps({"compat": compat, "base": base}, indent=2), encoding="utf-8")
+            # Atomic: the other ranks may be reading it (the check above) while the main process rewrites it.
+            tmp = started.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"compat": compat, "base": base}, indent=2), encoding="utf-8")
+            tmp.replace(started)
             if resume is not None:
                 truncate_logs(ctx.out_dir, checkpoint_step(resume))
         barrier()
