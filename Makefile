@@ -44,6 +44,7 @@ install: system-packages
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m train.launch prebuild  # DeepSpeed's CPU ops, compiled once into .cache/ (no-op with a GPU)
 	@echo "installed into $(VENV); try: make demo"
 
 test:

@@ -133,6 +133,17 @@ class _Dist:
         if self.state is not None and self.world > 1:
             self.state.wait_for_everyone()
 
+    def total(self, *counts: int) -> tuple[int, ...]:
+        """Each count summed over all processes (every process must call it)."""
+        if self.world == 1:
+            return counts
+        import torch
+        import torch.distributed
+
+        t = torch.tensor(counts, dtype=torch.long, device=self.device)
+        torch.distributed.all_reduce(t)
+        return tuple(int(x) for x in t.tolist())
+
 
 def _distributed() -> _Dist:
     try:
@@ -238,12 +249,14 @@ def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]],
         try:
             cache = PredictionCache(own)
             res = get_suite(name)(context(cache, (dist.rank, dist.world)))
+            # What the shards looked up, summed: the merge pass below is all hits and says nothing about the work.
+            hits, misses = dist.total(cache.hits, cache.misses)
             if dist.world > 1:
                 dist.barrier()
                 if dist.rank == 0:  # merge: every shard's predictions are in the cache files now
                     cache = PredictionCache(own, also_read=tuple(sorted(cache_dir.glob("predictions*.jsonl"))))
                     res = get_suite(name)(context(cache, (0, 1)))
-            res = {"status": "ok", **res, "cache": {"hits": cache.hits, "misses": cache.misses}}
+            res = {"status": "ok", **res, "cache": {"hits": hits, "misses": misses}}
             io.dumps_json(res)  # a NaN metric fails this suite by name, not the results.json of all of them
         except Exception as exc:  # reported per suite; the CLI exits non-zero when any suite errs
             res = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}

@@ -1,5 +1,5 @@
 """The recipe's training sections: ``backbone``, ``precision``, ``lora``, ``quantization``, ``stages``, ``eval``,
-``wandb`` and ``export_merged``.
+``wandb``, ``export_merged`` and ``world_size``.
 
 ``stages`` is an ordered mapping ``name -> stage``: the trainer runs them in file order into ``runs/<recipe>/<name>/``
 and each stage starts from the previous one's final weights, or from an earlier stage's when it names one in
@@ -63,9 +63,10 @@ class LoraSettings(_Section):
 
 
 class QuantizationSettings(_Section):
-    """QLoRA: the frozen base weights in 4-bit (bitsandbytes, CUDA only), adapters in bf16."""
+    """QLoRA: the frozen base weights in 4-bit (bitsandbytes; on CPU too from bitsandbytes 0.46.1), adapters in the
+    compute precision."""
 
-    enabled: bool = Field(False, description="4-bit base weights (QLoRA); needs lora.enabled and a CUDA GPU")
+    enabled: bool = Field(False, description="4-bit base weights (QLoRA); needs lora.enabled (CUDA, or CPU with bitsandbytes >= 0.46.1)")
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; NF4 with double quantisation is "
                                               "the QLoRA paper's recipe")
     double_quant: bool = Field(True, description="quantise the quantisation constants too (about 0.4 bit per "
@@ -305,6 +306,8 @@ class TrainingSections(BaseModel):
     report_to: list[Tracker] = Field(default_factory=list, description="experiment trackers every stage logs to, "
                                      "besides log.jsonl/log.csv (wandb.enabled: true adds wandb)",
                                      json_schema_extra={"hf": "report_to"})
+    world_size: int | None = Field(None, ge=1, description="processes the run must be launched with (GPUs per node "
+                                   "x nodes); training refuses another count. None: any")
 
     @field_validator("quantization")
     @classmethod

@@ -21,6 +21,7 @@ from trl import DPOConfig, DPOTrainer
 
 from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints, StopOnNonFinite, with_stage_progress
 from train.collators import DPOCollator
+from train.launch import check_arguments, current_launch, supervise
 from train.runtime import StageContext, report_targets, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
 
@@ -39,9 +40,11 @@ def dpo_config(ctx: StageContext) -> DPOConfig:
     stage = ctx.stage
     loss_type, loss_weights = stage.dpo_losses()
     extra = {} if stage.label_smoothing is None else {"label_smoothing": stage.label_smoothing}
-    return DPOConfig(**trainer_kwargs(ctx, report_targets(ctx.recipe)), beta=stage.beta or 0.1,
+    args = DPOConfig(**trainer_kwargs(ctx, report_targets(ctx.recipe)), beta=stage.beta or 0.1,
                      loss_type=loss_type, loss_weights=loss_weights, disable_dropout=True,
                      precompute_ref_log_probs=False, **extra)
+    check_arguments(ctx.name, stage, args, current_launch())
+    return args
 
 
 def build_trainer(ctx: StageContext, callbacks: Sequence = (), args: DPOConfig | None = None, pairs=None,
@@ -54,7 +57,7 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = (), args: DPOConfig |
     rows = pairs if pairs is not None else load_rows(ctx)
     if model is None:
         model, processor = load_model(ctx.recipe, ctx.stage, ctx.base, ctx.base_ref)
-    return with_stage_progress(OmniDPOTrainer(
+    return supervise(with_stage_progress(OmniDPOTrainer(
         model=model,
         args=args,
         train_dataset=rows,
@@ -64,7 +67,7 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = (), args: DPOConfig |
         peft_config=lora_config(ctx.recipe, model),
         callbacks=[JsonCsvLogger(ctx.out_dir), StopOnNonFinite(ctx.name), RecipeIntoCheckpoints(ctx.recipe),
                    *callbacks],
-    ), ctx.name)
+    ), ctx.name), ctx)
 
 
 def train_stage(ctx: StageContext, resume_from: Path | None, callbacks: Sequence = ()) -> None:

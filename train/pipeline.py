@@ -71,8 +71,8 @@ def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: s
         callbacks: extra ``TrainerCallback`` objects for every stage.
         log: where progress lines go (default: this module's logger).
     Raises:
-        TrainingSetupError: no stage, missing data, CUDA-only settings without CUDA, or a stage folder started
-            with other settings.
+        TrainingSetupError: no stage, missing data, missing packages, a launch that is not the recipe's (world
+            size, engine), or a stage folder started with other settings.
     """
     from train import dpo, sft
 
@@ -83,8 +83,11 @@ def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: s
     active = recipe.active_stages()
     if not active:
         raise TrainingSetupError("stages: the recipe has no enabled stage")
-    for name, stage in active:  # CUDA-only settings fail before any model is built or loaded
+    for name, stage in active:  # missing packages fail before any model is built or loaded
         check_hardware(recipe, name, stage)
+    from train.launch import prepare_launch
+
+    prepare_launch(recipe)  # wrong world size or engine: refused before any work; DeepSpeed on CPU set up
     run_dir = (Path(runs_root) if runs_root is not None else runs_dir()) / check_name(recipe.name, "recipe name")
     data_root = Path(data_root).absolute() if data_root is not None else data_dir(recipe.name)
     log(f"[train] {recipe.name}: data {data_root}, run {run_dir}")
@@ -114,6 +117,7 @@ def run_recipe(recipe: Recipe, runs_root: str | Path | None = None, data_root: s
         resume = last_checkpoint(ctx.out_dir)
         if main_process:
             ctx.out_dir.mkdir(parents=True, exist_ok=True)
+            # Atomic: the other ranks may be reading it (the check above) while the main process rewrites it.
             io.write_json(started, {"compat": compat, "base": base, "data": str(data_root)})
             if resume is not None:
                 truncate_logs(ctx.out_dir, checkpoint_step(resume))

@@ -1,13 +1,15 @@
 """What every stage sets up the same way: device and precision checks, model loading (bf16 / 4-bit), the LoRA
 config, the trainer arguments shared by SFT and DPO, and reading a stage's dataset.
 
-CUDA-only features (bf16, QLoRA, DeepSpeed) are checked here before any model is loaded, so a recipe that asks for
-them on a CPU-only machine stops with what to change instead of failing deep inside a library.
+Packages a recipe needs (bitsandbytes for QLoRA, DeepSpeed) are checked here before any model is loaded, so a recipe
+stops with what to change instead of failing deep inside a library. bf16, QLoRA and DeepSpeed also run on CPU (how
+the tests run them); launching several processes is :mod:`train.launch`'s part.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,31 +60,32 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def check_hardware(recipe: Recipe, stage_name: str, stage: Stage) -> None:
-    """Refuse CUDA-only settings on a machine without CUDA, and missing GPU packages, with the key to change.
+# bitsandbytes' first release with CPU 4-bit kernels (also transformers 5's minimum): QLoRA runs on CPU from there.
+BNB_CPU_MIN = (0, 46, 1)
 
+
+def check_hardware(recipe: Recipe, stage_name: str, stage: Stage) -> None:
+    """Refuse settings this machine cannot run, and missing packages, with the key to change.
+
+    Everything runs on CPU too (bf16 autocast, 4-bit QLoRA, DeepSpeed ZeRO through its CPU accelerator), slowly:
+    that is how the tests exercise these paths without a GPU.
     Raises:
         TrainingSetupError
     """
-    cuda = cuda_available()
-    if recipe.precision == "bf16" and not cuda:
-        raise TrainingSetupError("precision: bf16 needs a CUDA GPU; on CPU use --set precision=auto (fp32)")
     if recipe.quantization.enabled:
-        if not cuda:
-            raise TrainingSetupError("quantization.enabled: 4-bit QLoRA runs on CUDA GPUs only (bitsandbytes); "
-                                     "use --set quantization.enabled=false on CPU")
         try:
-            import bitsandbytes  # noqa: F401
+            import bitsandbytes
         except ImportError as exc:
-            raise TrainingSetupError("quantization.enabled needs bitsandbytes: pip install -e '.[gpu]'") from exc
+            raise TrainingSetupError("quantization.enabled needs bitsandbytes: pip install -e .") from exc
+        if not cuda_available() and _version(bitsandbytes.__version__) < BNB_CPU_MIN:
+            raise TrainingSetupError(
+                f"quantization.enabled: bitsandbytes {bitsandbytes.__version__} has no CPU 4-bit kernels; install "
+                f"bitsandbytes>={'.'.join(map(str, BNB_CPU_MIN))} (pip install -e .) or use a CUDA GPU")
     if stage.deepspeed is not None:
-        if not cuda:
-            raise TrainingSetupError(f"stages.{stage_name}.deepspeed: DeepSpeed runs on CUDA GPUs only; on CPU use "
-                                     f"--set stages.{stage_name}.deepspeed=null")
         try:
             import deepspeed  # noqa: F401
         except ImportError as exc:
-            raise TrainingSetupError(f"stages.{stage_name}.deepspeed needs DeepSpeed: pip install -e '.[gpu]'") from exc
+            raise TrainingSetupError(f"stages.{stage_name}.deepspeed needs DeepSpeed: pip install -e .") from exc
     check_trackers(recipe)
 
 
@@ -104,6 +107,10 @@ def check_trackers(recipe: Recipe) -> None:
         if not any(importlib.util.find_spec(m) is not None for m in modules):
             raise TrainingSetupError(f"report_to: {tracker} needs the {package} package: pip install {package} "
                                      f"(or remove {tracker} from report_to)")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
 
 def compute_dtype(recipe: Recipe):
@@ -161,7 +168,10 @@ def load_model(recipe: Recipe, stage: Stage, base: str, base_ref: str):
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=stage.gradient_checkpointing)
+        # Non-reentrant, as the trainer's own checkpointing: PEFT's default (reentrant) breaks DDP's gradient
+        # hooks ("Expected to mark a variable ready only once").
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=stage.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
     if not recipe.lora.enabled:
         prefixes = tuple(f"model.{t}." for t in recipe.lora.towers)
         for name, param in model.named_parameters():
@@ -281,7 +291,12 @@ def trainer_kwargs(ctx: StageContext, report_to: list[str]) -> dict[str, Any]:
         max_length=None,  # truncating would cut video/audio placeholders away from their features
     )
     if not cuda_available():
+        # Without use_cpu, ranks of a multi-process CPU launch never form a process group: each trains alone on
+        # all the data. gloo is the backend every CPU build of PyTorch has (accelerate would pick MPI where a build
+        # has it); a single process has no process group to give a backend to.
         kwargs["use_cpu"] = True
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            kwargs["ddp_backend"] = "gloo"
     kwargs.update(stage.trainer)  # checked at load: only fields no Harken key sets, with the right types
     return kwargs
 

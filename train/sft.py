@@ -15,6 +15,7 @@ from trl import SFTConfig, SFTTrainer
 
 from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints, StopOnNonFinite, with_stage_progress
 from train.collators import ImageSFTCollator, SFTCollator
+from train.launch import check_arguments, current_launch, supervise
 from train.runtime import StageContext, report_targets, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
 
@@ -26,11 +27,12 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = ()) -> SFTTrainer:
     # partitioned across ranks instead of one full copy per process.
     args = SFTConfig(**trainer_kwargs(ctx, report_targets(ctx.recipe)),
                      dataset_kwargs={"skip_prepare_dataset": True}, packing=False)
+    check_arguments(ctx.name, ctx.stage, args, current_launch())
     rows = load_rows(ctx)
     model, processor = load_model(ctx.recipe, ctx.stage, ctx.base, ctx.base_ref)
     # A set holds clip rows or image rows (the recipe refuses a mix), so its columns say which collator it needs.
     collator = ImageSFTCollator if "images" in rows.column_names else SFTCollator
-    return with_stage_progress(SFTTrainer(
+    return supervise(with_stage_progress(SFTTrainer(
         model=model,
         args=args,
         train_dataset=rows,
@@ -39,7 +41,7 @@ def build_trainer(ctx: StageContext, callbacks: Sequence = ()) -> SFTTrainer:
         peft_config=lora_config(ctx.recipe, model),
         callbacks=[JsonCsvLogger(ctx.out_dir), StopOnNonFinite(ctx.name), RecipeIntoCheckpoints(ctx.recipe),
                    *callbacks],
-    ), ctx.name)
+    ), ctx.name), ctx)
 
 
 def train_stage(ctx: StageContext, resume_from: Path | None, callbacks: Sequence = ()) -> None:
