@@ -238,7 +238,7 @@ def probe_clip(path: str | Path, sample_rate: int) -> ProbeResult:
         return ProbeResult(key=key, ok=True, duration=duration)
     except MediaError as exc:
         return ProbeResult(key=key, ok=False, reason=exc.reason, message=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a broken clip must never crash a build (issue #3)
+    except Exception as exc:  # noqa: BLE001 - a broken clip must never crash a build
         return ProbeResult(key=key, ok=False, reason="corrupt_or_truncated", message=f"{path}: {exc}")
 
 

@@ -36,10 +36,13 @@ def plot_epochs(points: Sequence[tuple[float, dict]], path: Path, title: str = "
         names = list(dict.fromkeys(n for _, res in points for n in res.get(section, {})))
         for name in names:
             ms = [res.get(section, {}).get(name) for _, res in points]
+            ms = [m if m and m.get("accuracy") is not None else None for m in ms]
             xs = [e for e, m in zip(epochs, ms) if m]
             ys = [100 * m["accuracy"] for m in ms if m]
-            err = [[100 * (m["accuracy"] - m["ci95"][0]) for m in ms if m],
-                   [100 * (m["ci95"][1] - m["accuracy"]) for m in ms if m]]
+            # An interval is drawn where the result has one (older results.json files have only the accuracy).
+            ci = [m.get("ci95") or (m["accuracy"], m["accuracy"]) for m in ms if m]
+            err = [[100 * (m["accuracy"] - c[0]) for m, c in zip([m for m in ms if m], ci)],
+                   [100 * (c[1] - m["accuracy"]) for m, c in zip([m for m in ms if m], ci)]]
             ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=2, linewidth=1, markersize=3, label=name)
     last = points[-1][1]
     ax.axhline(100 * last.get("chance", 0.25), color="grey", linewidth=1, label="chance")

@@ -11,8 +11,8 @@ import importlib
 from typing import Callable
 
 SUITES: dict[str, str] = {
-    "thud": "eval.thud:run",                          # issue #5
-    "spectrogram_mcq": "eval.spectrogram_mcq:run",    # issue #6
+    "thud": "eval.thud:run",
+    "spectrogram_mcq": "eval.spectrogram_mcq:run",
     "audio_mcq": "eval.audio_mcq:run",
     "caption_classification": "eval.caption_classification:run",
     "hierarchy": "eval.hierarchy:run",

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from recipes.paths import is_inside, project_root
 
-# Source names of training.md's table. ``self_sampled`` is not here: the trainer builds it from the SFT set.
+# Training-data source names (docs/data.md). ``self_sampled`` is not here: the trainer builds it from the SFT set.
 # ``spectrogram_mcq`` is the image source of the spectrogram benchmark's finetuning (spectrogram_mcq.md).
 # ``perception`` asks about one modality at a time (which object is seen, which sound is heard, when each happens).
 SourceName = Literal["ctp", "orig_sync", "mute", "swap", "fv_d", "fv_a_l", "fv_t", "fv_c", "llava_video",
@@ -103,7 +103,7 @@ class SpectrogramMCQInput(_Section):
 class ShiftSettings(_Section):
     """How Shift(Δ) offsets are drawn: |Δ| uniform within a band chosen uniformly, sign from ``signs``."""
 
-    # The released training data used |Δ| in [1.8, 2.5] s (thud.md); small bands teach fine sync but are harder.
+    # The released training data used |Δ| in [1.8, 2.5] s ("When Vision Speaks for Sound"); small bands teach fine sync but are harder.
     bands: list[tuple[float, float]] = Field(default_factory=lambda: [(1.8, 2.5)], min_length=1,
                                              description="[low, high] ranges of |Δ| in seconds")
     signs: Literal["both", "delay", "early"] = Field("both", description="delayed and early shifts, or one "

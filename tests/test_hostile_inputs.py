@@ -432,7 +432,8 @@ def test_unknown_suites_and_empty_run_folders_are_refused(tmp_path, capsys):
     from eval.__main__ import main as eval_main
 
     code, _, err = _run_cli(eval_main, ["run", "--checkpoint", "x", "--suites", "thud,thdu"], capsys)
-    assert code == 2 and _one_error_line(err) == "error: unknown suite(s) thdu; known: spectrogram_mcq, thud"
+    assert code == 2 and _one_error_line(err) == ("error: unknown suite(s) thdu; known: audio_mcq, "
+                                                      "caption_classification, hierarchy, spectrogram_mcq, thud")
     empty = tmp_path / "runs" / "no_such_recipe"
     empty.mkdir(parents=True)
     code, out, err = _run_cli(eval_main, ["watch", str(empty), "--once"], capsys)

@@ -36,7 +36,9 @@ def _adapted(name: str, lora: LoraSettings) -> dict[str, str]:
 def test_language_model_only_by_default(family, tiny_backbones):
     adapted = _adapted(str(tiny_backbones[family]), LoraSettings(dropout=0.0))
     assert adapted and set(adapted.values()) == {"language_model"}, adapted
-    layers = 2  # the tiny thinkers' decoder depth
+    from transformers import AutoConfig
+
+    layers = AutoConfig.from_pretrained(tiny_backbones[family]).text_config.num_hidden_layers
     attention = {f"model.language_model.layers.{i}.self_attn.{p}" for i in range(layers)
                  for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
     if family == "tiny-qwen3-omni":  # every layer is mixture-of-experts: fused expert weights, no dense MLP

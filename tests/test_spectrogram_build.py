@@ -1,4 +1,4 @@
-"""Spectrogram MCQ (issue #6) build with audio and images: parameters, files, resumability, CLI, SFT records."""
+"""Spectrogram MCQ build with audio and images: parameters, files, resumability, CLI, SFT records."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_every_item_records_the_rendering_parameters(built):
     assert res.items == len(items) == 40
     for it in items:
         p = it.params
-        # the spec's STFT and dynamic range, and the rest of what was needed to redraw the image
+        # the benchmark's STFT and dynamic range, and the rest of what was needed to redraw the image
         assert (p["n_fft"], p["hop_length"], p["top_db"], p["sr"]) == (128, 22, 70, 22050)
         for key in ("window", "db_ref", "cmap", "fig_inches", "dpi", "axes_rect", "voice", "speed_wpm",
                     "waveform_ylim", "synthesiser"):

@@ -1,4 +1,4 @@
-"""Spectrogram MCQ (issue #6) without audio: PED, option-set validity, text-only baselines, chance statistics."""
+"""Spectrogram MCQ without audio: PED, option-set validity, text-only baselines, chance statistics."""
 
 from __future__ import annotations
 

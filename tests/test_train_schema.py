@@ -108,10 +108,10 @@ def test_a_stage_needs_a_length(tmp_path):
 
 
 def test_eval_suites_with_options(tmp_path):
-    body = STAGES + "eval:\n  suites:\n    thud: {options: {dimensions: [temporal_sync]}}\n    spectrogram_mcq: {}\n"
+    body = STAGES + "eval:\n  suites:\n    thud: {options: {modes: [closed_set], limit: 2}}\n    spectrogram_mcq: {}\n"
     recipe = load_recipe(write_recipe(tmp_path, "ok", body))
     assert list(recipe.eval.suites) == ["thud", "spectrogram_mcq"]
-    assert recipe.eval.suites["thud"].options == {"dimensions": ["temporal_sync"]}
+    assert recipe.eval.suites["thud"].options == {"modes": ["closed_set"], "limit": 2}
     _refused(tmp_path, body, "eval.suites", overrides=["eval.suites.Thud-2.enabled=true"])
 
 

@@ -62,7 +62,7 @@ QWEN3_OMNI = OmniFamily(
                    "<tts_pad>", "<tts_text_bos>", "<tts_text_eod>", "<tts_text_bos_single>"),
 )
 
-# Vision-language (no audio) family, for the spectrogram benchmark (issue #6): images only, built by train/vlm.py.
+# Vision-language (no audio) family, for the spectrogram benchmark: images only, built by train/vlm.py.
 QWEN25_VL = OmniFamily(
     name="qwen2.5-vl",
     model_class="Qwen2_5_VLForConditionalGeneration",

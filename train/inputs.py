@@ -1,7 +1,7 @@
 """Turn conversations plus decoded media into model inputs: the one place the Omni processor is called.
 
 Training collators and evaluation suites both go through :func:`encode`, so fps, pixel budget, sample rate and
-the audio-in-video flag always come from the recipe's media block (style.md §2), never from processor defaults.
+the audio-in-video flag always come from the recipe's media block, never from processor defaults.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class Options(BaseModel):
 
 
 class SpectrogramItem(BaseModel):
-    """One item (contracts.md "Spectrogram MCQ item"). Additions to the contract: ``phonemes`` and
+    """One item (docs/formats.md, "Spectrogram benchmark item"). Additions to the contract: ``phonemes`` and
     ``option_phonemes`` (the PED segments of the answer and of each option), ``combined`` (the stacked
     spectrogram+waveform image) and ``option_set`` (the id of the four-word set the item shares with three others)."""
 

@@ -1,4 +1,4 @@
-"""The Thud suite: ``run(ctx)`` evaluates held-out clips under every condition in both modes of thud.md and returns
+"""The Thud suite: ``run(ctx)`` evaluates held-out clips under every condition in both modes (closed set, free form) and returns
 the suite's section of ``results.json``.
 
 Per item and mode one prediction is cached through :meth:`EvalContext.cached` (keyed by checkpoint content, item,
@@ -34,7 +34,7 @@ SUITE = "thud"
 # Free-form results with at least this share of undetermined answers and no judge are flagged unreliable: the
 # parser could not read them, and reading their zeros as measured failures would mislead.
 UNRELIABLE_UNDETERMINED_PCT = 20.0
-# Which dimension questions each condition answers (thud.md: the original answers all three).
+# Which dimension questions each condition answers (the original answers all three).
 DIMS_OF: dict[str, tuple[str, ...]] = {"original": DIMENSIONS, **{c: (d,) for d, c in INTERVENED.items()}}
 
 
@@ -54,7 +54,7 @@ class ThudOptions(BaseModel):
     band_edges: list[float] = Field(default_factory=lambda: list(DEFAULT_BAND_EDGES))
     length_normalise: bool = Field(True, description="closed set: compare mean (not summed) token log-probability")
     max_new_tokens: int = Field(64, ge=1)
-    temperature: float = Field(0.0, ge=0, description="free form: 0 = greedy (thud.md)")
+    temperature: float = Field(0.0, ge=0, description="free form: 0 = greedy, as the paper decodes")
     judge: JudgeConfig | None = None
     sync_set: str | None = Field(None, description="VGGSoundSync-style JSONL {video, offset, band}")
     input_conditions: InputConditions | None = Field(
