@@ -212,12 +212,16 @@ def load_recipe(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Reci
 
 
 def _check_eval_options(recipe: Recipe, path: Path) -> None:
-    """Each eval suite's options against the suite's own typed model (unknown keys, wrong types)."""
+    """Each eval suite's name against the registry, and its options against the suite's own typed model (unknown
+    keys, wrong types)."""
     # Imported here, not at module level: the option models live next to the suites that read them, and loading
     # the recipes package must stay free of evaluation code.
     from eval.options import SuiteOptionsError, check_options
+    from eval.suites import SUITES
 
     for name, suite in recipe.eval.suites.items():
+        if name not in SUITES:  # a misspelt suite would otherwise be skipped as "not available" at every checkpoint
+            raise RecipeError(path, f"eval.suites.{name}", f"unknown suite (known: {', '.join(sorted(SUITES))})")
         try:
             check_options(name, suite.options)
         except SuiteOptionsError as exc:

@@ -36,8 +36,7 @@ def test_bad_suite_option_is_refused_at_load(tmp_path, suites_yaml, key, reason)
 
 def test_good_options_load(tmp_path):
     recipe = load_recipe(_recipe(tmp_path, "    thud: {options: {limit: 2, input_conditions: {no_audio: [silence]}}}\n"
-                                           "    audio_mcq: {options: {input_conditions: {}}}\n"
-                                           "    my_own_suite: {options: {anything: 1}}\n"))
+                                           "    audio_mcq: {options: {input_conditions: {}}}\n"))
     assert recipe.eval.suites["thud"].options["limit"] == 2
     parsed = check_options("thud", recipe.eval.suites["thud"].options)
     assert parsed.input_conditions.no_audio == ["silence"] and parsed.input_conditions.fragments == []
