@@ -2,7 +2,7 @@
 
 For each enabled stage: what it starts from, its rows (counted in the built dataset, else planned by the recipe's
 ``data`` counts), its optimizer steps, and the tokens of one sample from the media block; then an estimate of the GPU
-memory per device for the backbone, precision, LoRA/QLoRA, ZeRO stage and batch size. docs/training.md#memory
+memory per device for the backbone, precision, LoRA/QLoRA, ZeRO stage and batch size. docs/training.md#how-the-memory-estimate-is-made
 explains each term and compares the estimate with published figures.
 
 Model sizes come from the backbone's own ``config.json`` (a tiny backbone, a local folder or a cached hub id), built
