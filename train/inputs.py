@@ -1,7 +1,8 @@
 """Turn conversations plus decoded media into model inputs: the one place the Omni processor is called.
 
 Training collators and evaluation suites both go through :func:`encode`, so fps, pixel budget, sample rate and
-the audio-in-video flag always come from the recipe's media block, never from processor defaults.
+the audio-in-video flag always come from the recipe's media block, never from processor defaults; audio is padded to the
+batch's own length (capped by the media block), never to the feature extractor's 300 s maximum.
 """
 
 from __future__ import annotations
@@ -45,15 +46,38 @@ def encode(processor, media: MediaSettings, texts: Sequence[str], videos: Sequen
         if audios is not None:
             if len(audios) != len(videos):
                 raise ValueError(f"{len(videos)} videos but {len(audios)} audio tracks: give one track per video")
-            kwargs["audio"] = [np.asarray(a, dtype=np.float32) for a in audios]
+            kwargs["audio"] = clip_audio(audios, media)
             if media.audio_in_video:
                 kwargs["audio_from_video_indices"] = list(range(len(videos)))
                 kwargs["load_audio_from_video"] = True
     elif audios is not None:
-        kwargs["audio"] = [np.asarray(a, dtype=np.float32) for a in audios]
+        kwargs["audio"] = clip_audio(audios, media)
     if "audio" in kwargs:
-        kwargs["audio_kwargs"] = {"sampling_rate": media.sample_rate}
+        kwargs["audio_kwargs"] = {"sampling_rate": media.sample_rate,
+                                  "max_length": audio_pad_length(processor, kwargs["audio"])}
     return processor(**kwargs)
+
+
+def clip_audio(audios: Sequence[np.ndarray], media: MediaSettings) -> list[np.ndarray]:
+    """Float32 waveforms cut at the media block's clip cap (``max_clip_seconds`` at ``sample_rate``); the loader
+    already decodes no more than that, so this only bounds waveforms built elsewhere."""
+    limit = int(round(media.max_clip_seconds * media.sample_rate))
+    return [np.asarray(a, dtype=np.float32)[:limit] for a in audios]
+
+
+def audio_pad_length(processor, audios: Sequence[np.ndarray]) -> int:
+    """Samples to pad a batch's waveforms to: the longest one plus one STFT window, in whole hops.
+
+    Qwen2.5-Omni's processor pads every waveform to its feature extractor's maximum (300 s in the released
+    config) and the audio encoder then drops the padded frames, so a 3 s clip cost 100x its features. Padding to
+    the batch's own length is enough. The extra window matters: without it the last real frame's STFT window
+    reflects the signal instead of seeing zeros, and frames straddling the end drop out of the per-clip log-mel
+    maximum, so features would differ slightly; with it they are bit-identical to the long padding.
+    """
+    fe = processor.feature_extractor
+    hop, n_fft = int(getattr(fe, "hop_length", 160)), int(getattr(fe, "n_fft", 400))
+    longest = max((len(a) for a in audios), default=0) + n_fft
+    return -(-longest // hop) * hop
 
 
 def takes_audio(processor) -> bool:
