@@ -23,7 +23,13 @@ _FINGERPRINTS: dict[tuple, str] = {}
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
-    """Content hash of a checkpoint folder's weight and config files (not its path or mtime)."""
+    """Identity of a checkpoint folder's weight and config files (not its path), in time independent of their size.
+
+    Small files (configs, tokenizers, LoRA adapters, tiny models: up to :data:`SMALL_FILE` bytes) count by their
+    full bytes, so an identical copy elsewhere has the same fingerprint and any change to them changes it. Larger
+    files (base-model shards) count by :func:`large_file_identity`: size, modification time, the safetensors header
+    (every tensor's name, dtype, shape and offsets) and the first and last MiB, never every byte.
+    """
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"}
                    and "trainer_state" not in p.name and p.parent.name != "eval")
@@ -31,6 +37,30 @@ def checkpoint_fingerprint(path: str | Path) -> str:
     if stamp not in _FINGERPRINTS:
         _FINGERPRINTS[stamp] = _hash_files(path, files)
     return _FINGERPRINTS[stamp]
+
+
+# Files up to this size are hashed in full. 64 MiB hashes in well under 0.1 s and covers configs, tokenizers, the
+# tiny test models and typical LoRA adapters (rank 8-16 on a 7B model's projections is 10-80 MB in bf16), whose
+# every byte matters because training changes them in place; a base model's multi-GB shards are far above it.
+SMALL_FILE = 64 << 20
+
+
+def large_file_identity(path: Path) -> bytes:
+    """What identifies a large weight file cheaply: size and modification time (a rewrite changes them; a copy that
+    keeps times, as ``cp -a``, ``rsync -a`` and ``shutil.copytree`` do, keeps them), the safetensors header when it
+    has one (a different tensor set, dtype or shape changes it), and its first and last MiB of bytes."""
+    st = path.stat()
+    h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    with path.open("rb") as fh:
+        if path.suffix == ".safetensors":
+            n = int.from_bytes(fh.read(8), "little")
+            if 0 < n <= min(st.st_size - 8, 1 << 28):  # headers are MBs at most; a bogus length is not read
+                h.update(fh.read(n))
+        fh.seek(0)
+        h.update(fh.read(_EDGE))
+        fh.seek(max(st.st_size - _EDGE, 0))
+        h.update(fh.read(_EDGE))
+    return h.digest()
 
 
 _MEDIA_IDS: dict[tuple, str] = {}
@@ -63,6 +93,9 @@ def _hash_files(path: Path, files: list[Path]) -> str:
     h = hashlib.sha256()
     for p in files:
         h.update(p.relative_to(path).as_posix().encode())
+        if p.stat().st_size > SMALL_FILE:
+            h.update(b"large:" + large_file_identity(p))
+            continue
         with p.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)

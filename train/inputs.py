@@ -1,8 +1,8 @@
 """Turn conversations plus decoded media into model inputs: the one place the Omni processor is called.
 
 Training collators and evaluation suites both go through :func:`encode`, so fps, pixel budget, sample rate and
-the audio-in-video flag always come from the recipe's media block, never from processor defaults; audio is padded to the
-batch's own length (capped by the media block), never to the feature extractor's 300 s maximum.
+the audio-in-video flag always come from the recipe's media block, never from processor defaults; audio is padded
+to the batch's own length (capped by the media block), never to the feature extractor's 300 s maximum.
 """
 
 from __future__ import annotations
