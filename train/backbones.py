@@ -217,8 +217,8 @@ def _build_processor(family: OmniFamily, tokenizer, dims: TinySize = TinySize())
     size = {"shortest_edge": 4 * 28 * 28, "longest_edge": 256 * 28 * 28}
     image_processor = Qwen2VLImageProcessor(patch_size=patch, temporal_patch_size=2, merge_size=2, size=size)
     video_processor = Qwen2VLVideoProcessor(patch_size=patch, temporal_patch_size=2, merge_size=2, size=size)
-    # chunk_length 30 s instead of the release's 300 s: the processor pads every waveform to it, and padding
-    # short clips to 300 s is most of a CPU test's feature-extraction time. Real checkpoints keep their own.
+    # chunk_length 30 s instead of the release's 300 s: the processor pads every waveform to it when called on its
+    # own (train.inputs.encode pads to the batch's own length instead). Real checkpoints keep their own.
     feature_extractor = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160,
                                                 chunk_length=dims.audio_chunk_s, n_fft=400)
     cls = getattr(transformers, family.processor_class)
