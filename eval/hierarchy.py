@@ -20,15 +20,14 @@ clips of a concept are those of the labelled folder (as for
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from data_builders.annotations import AnnotationError, iter_jsonl_models
 from eval.context import EvalContext, media_identity
 
 SUITE = "hierarchy"
@@ -66,8 +65,11 @@ class HierarchyOptions(BaseModel):
     world_per_class: int = Field(2, ge=1, description="offline world: clips per sound class")
 
 
-@dataclass(frozen=True)
-class ConceptPair:
+class ConceptPair(BaseModel):
+    """One line of a concept-pairs JSONL: concepts ``a`` and ``b`` and how they relate."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
     a: str
     b: str
     relation: str
@@ -77,14 +79,10 @@ def read_pairs(path: str | Path) -> list[ConceptPair]:
     """Concept pairs of a JSONL. Raises ValueError naming the line of a bad record."""
     path = Path(path)
     pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            pair = ConceptPair(str(row["a"]), str(row["b"]), str(row["relation"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{n}: a pair needs 'a', 'b' and 'relation' ({exc})") from exc
+    for row in iter_jsonl_models(path, ConceptPair, "concept pairs"):
+        if isinstance(row, AnnotationError):
+            raise row  # a ValueError naming file, line and field
+        n, pair = row
         if pair.relation not in ASKED:
             raise ValueError(f"{path}:{n}: relation {pair.relation!r}; choose from {sorted(ASKED)}")
         pairs.append(pair)

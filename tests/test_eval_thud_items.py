@@ -121,3 +121,18 @@ def test_one_category_key_and_the_donor_rule():
                       conditions=("swap",))
     assert plan.dropped["swap"] == ["a", "b"]
     assert [i.intervention.donor for i in plan.items if i.condition == "swap"] in (["a"], ["b"])
+
+
+def test_sync_set_lines_are_read_by_the_shared_record_reader(tmp_path):
+    from eval.thud.items import read_sync_set
+
+    good = tmp_path / "sync.jsonl"
+    good.write_text('\ufeff{"video": "a.mp4", "offset": -1.5, "band": 2}\n\n{"video": "/x/b.mp4", "offset": 0}\n',
+                    encoding="utf-8")
+    items = read_sync_set(good)
+    assert [(i.video, i.condition, i.band, i.offset) for i in items] == [
+        (tmp_path / "a.mp4", "shift", "2", -1.5), (Path("/x/b.mp4"), "original", "unbanded", None)]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"video": "a.mp4", "offset": 1}\n{"video": "b.mp4", "offset": NaN}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: field 'offset'"):
+        read_sync_set(bad)

@@ -203,9 +203,7 @@ def lora_config(recipe: Recipe, model=None):
                           target_modules=lora.target_regex(), bias="none")
     modules, parameters = lora_targets(model, lora.target_modules, lora.towers)
     if not modules and not parameters:
-        parts = sorted({n.split(".")[1] for n, _ in model.named_modules() if n.startswith("model.") and "." in n[6:]}
-                       | {n.split(".")[1] for n, _ in model.named_modules() if n.count(".") == 1
-                          and n.startswith("model.")})
+        parts = sorted({n.split(".")[1] for n, _ in model.named_modules() if n.startswith("model.")})
         raise TrainingSetupError(f"lora: no module of {type(model).__name__} is one of {lora.target_modules} "
                                  f"inside towers {lora.towers}; this backbone's parts are {parts}")
     # A fused gate+up expert weight holds two projections: twice the rank and alpha keeps each one's update the

@@ -7,14 +7,16 @@ decoded waveform in memory when the item is evaluated, so every condition of a c
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from data_builders.annotations import AnnotatedClip, is_swap_donor, read_annotations
+from pydantic import BaseModel, ConfigDict
+
+from data_builders.annotations import (AnnotatedClip, AnnotationError, is_swap_donor, iter_jsonl_models,
+                                      read_annotations)
 from data_builders.interventions import Intervention
 from data_builders.pairs import shift_fits
 from recipes.data import ShiftSettings
@@ -134,6 +136,17 @@ def build_items(clips: Sequence[AnnotatedClip], offsets: Sequence[float] = DEFAU
     return plan_items(clips, offsets, shifts_per_clip, seed, conditions, margin).items
 
 
+class SyncRecord(BaseModel):
+    """One line of a VGGSoundSync-style set."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    video: str
+    offset: float  # seconds, > 0 = audio delayed
+    band: str | int | float = "unbanded"
+    id: str | None = None
+
+
 def read_sync_set(path: str | Path) -> list[ThudItem]:
     """VGGSoundSync-style JSONL, one ``{"video", "offset", "band"}`` per line (paths relative to the file).
 
@@ -142,18 +155,14 @@ def read_sync_set(path: str | Path) -> list[ThudItem]:
     """
     path = Path(path)
     items = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            video, offset = Path(row["video"]), float(row["offset"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}:{lineno}: a sync item needs 'video' and numeric 'offset' ({exc})") from exc
-        video = video if video.is_absolute() else path.parent / video
-        sid = str(row.get("id") or f"{video.stem}")
-        cond = "shift" if offset else "original"
+    for row in iter_jsonl_models(path, SyncRecord, "sync set"):
+        if isinstance(row, AnnotationError):
+            raise row  # a ValueError naming file, line and field
+        _, rec = row
+        video = Path(rec.video) if Path(rec.video).is_absolute() else path.parent / rec.video
+        sid = rec.id or video.stem
+        cond = "shift" if rec.offset else "original"
         # The file's track already carries the offset (same sign convention as the interventions: > 0 = audio delayed).
-        items.append(ThudItem(f"sync|{sid}|{offset:+.3f}", sid, video, cond, Intervention(),
-                              band=str(row.get("band", "unbanded")), offset=offset or None))
+        items.append(ThudItem(f"sync|{sid}|{rec.offset:+.3f}", sid, video, cond, Intervention(),
+                              band=str(rec.band), offset=rec.offset or None))
     return items
