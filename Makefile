@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # CPU-safe default; GPU users pick their CUDA build, e.g. TORCH_SPEC="torch==2.14.1 torchvision==0.29.1" with
 # PIP_INDEX_URL pointing at the matching PyTorch index.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev
+EXTRAS ?= dev,general
 recipe ?=
 set ?=
 SET_ARGS := $(foreach s,$(set),--set $(s))

@@ -1,7 +1,7 @@
 """``python -m eval compare runs/A runs/B ...``: one Table-2-shaped table across runs or checkpoints.
 
 Rows are runs (their last checkpoint), checkpoints or single evaluations; columns are Sync, VGGSync, the Table 1
-columns, Avg Gap, the spectrogram benchmark and any other suite that reports an ``accuracy``. Each cell has its
+columns, Avg Gap, the spectrogram benchmark, each lmms-eval task and any other suite that reports an ``accuracy``. Each cell has its
 value, 95% interval and n, and, from the second row on, the exact McNemar test against the first row on the items
 both rows answered (paired by item). Written as Markdown, CSV and a PNG plot.
 """
@@ -160,6 +160,10 @@ def row_cells(results_path: Path, mode: str) -> dict[str, Cell]:
             c = spectrogram_cell(results_path, suite)
             if c:
                 cells["Spectrogram MCQ"] = c
+        elif name == "lmms_eval":
+            from eval.general import compare_cells
+
+            cells.update(compare_cells(suite))
         else:
             c = other_cell(suite)
             if c:

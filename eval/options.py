@@ -21,6 +21,7 @@ OPTIONS: dict[str, str] = {
     "audio_mcq": "eval.audio_mcq:AudioMcqOptions",
     "caption_classification": "eval.caption_classification:CaptionOptions",
     "hierarchy": "eval.hierarchy:HierarchyOptions",
+    "lmms_eval": "eval.general:LmmsEvalOptions",
 }
 
 

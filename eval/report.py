@@ -216,6 +216,10 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
             lines += _spectrogram_section(res)
         elif name in diagnostic_sections():
             lines += diagnostic_sections()[name](res, out_dir)
+        elif name == "lmms_eval":
+            from eval.general import report_lines as general_lines
+
+            lines += general_lines(res)
         else:
             lines += [f"## {name}", "", "```json", json.dumps(res.get("metrics", res), indent=1)[:4000], "```", ""]
         if status == "ok" and res.get("input_conditions"):

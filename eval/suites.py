@@ -16,6 +16,7 @@ SUITES: dict[str, str] = {
     "audio_mcq": "eval.audio_mcq:run",
     "caption_classification": "eval.caption_classification:run",
     "hierarchy": "eval.hierarchy:run",
+    "lmms_eval": "eval.general:run",
 }
 
 

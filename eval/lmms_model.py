@@ -1,0 +1,119 @@
+"""A Harken checkpoint as an lmms-eval model: lmms-eval asks, Harken answers with the model ``eval run`` loaded.
+
+Imported only by the ``lmms_eval`` suite (:mod:`eval.general`), so nothing else needs lmms-eval installed.
+Each answer is computed the way every Harken suite computes one: the clip decoded with the recipe's media block
+(fps, frame cap, pixel budget, sample rate), encoded by :func:`train.inputs.encode`, answered greedily, and kept in
+the checkpoint's prediction cache under the document, its prompt and its media files, so an interrupted evaluation
+resumes where it stopped and a repeated one makes no model call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lmms_eval.api.model import lmms
+
+from eval.context import EvalContext, media_identity
+
+SUITE = "lmms_eval"
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"}
+
+
+def until_cut(text: str, until: list[str]) -> str:
+    """``text`` up to the first of lmms-eval's stop strings (a generation may run past one)."""
+    cut = len(text)
+    for stop in until:
+        if stop and stop in text:
+            cut = min(cut, text.index(stop))
+    return text[:cut]
+
+
+def visual_identity(visual: Any) -> str:
+    """Content identity of one of a document's inputs: a media file's (:func:`media_identity`), a waveform's bytes
+    and rate, else its type (an input the model then refuses by name)."""
+    import hashlib
+
+    if isinstance(visual, (str, Path)):
+        return media_identity(visual)
+    if isinstance(visual, dict) and "array" in visual:
+        wave = np.ascontiguousarray(visual["array"], dtype=np.float32)
+        return f"{visual.get('sampling_rate')}:{hashlib.sha256(wave.tobytes()).hexdigest()[:16]}"
+    return type(visual).__name__
+
+
+class HarkenLmms(lmms):
+    """lmms-eval's model interface over the checkpoint of an :class:`EvalContext`.
+
+    Answers ``generate_until`` requests whose visual is one video file (frames and its sound; silence when it has
+    no audio stream) or one waveform (lmms-eval's ``{"array", "sampling_rate"}``). Decoding is greedy, as the
+    general video benchmarks (Video-MME, LVBench, WorldSense) ask.
+    """
+
+    def __init__(self, ctx: EvalContext, max_new_tokens: int | None = None):
+        super().__init__()
+        self.ctx = ctx
+        self.max_new_tokens = max_new_tokens
+
+    def _inputs(self, visuals: list) -> tuple[np.ndarray | None, np.ndarray]:
+        """(frames or None, waveform at the media block's rate) of one document."""
+        from data_builders.media import load_audio, load_frames
+
+        media = self.ctx.media
+        if len(visuals) == 1 and isinstance(visuals[0], (str, Path)) and Path(visuals[0]).suffix.lower() in VIDEO_SUFFIXES:
+            path = Path(visuals[0])
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: the task's video is not on disk (lmms-eval's doc_to_visual gave "
+                                        "this path; download or point the task at the clips)")
+            frames, _, duration = load_frames(path, media)
+            audio, _ = load_audio(path, media.sample_rate, max_seconds=min(duration, media.max_clip_seconds) or None,
+                                  missing="silence")
+            return frames, audio
+        if len(visuals) == 1 and isinstance(visuals[0], dict) and "array" in visuals[0]:
+            import librosa
+
+            wave = np.asarray(visuals[0]["array"], dtype=np.float32)
+            sr = int(visuals[0]["sampling_rate"])
+            audio = librosa.resample(wave, orig_sr=sr, target_sr=media.sample_rate) if sr != media.sample_rate else wave
+            return None, audio
+        kinds = [type(v).__name__ for v in visuals]
+        raise ValueError(f"the Harken model answers documents with one video file or one waveform; this one gives "
+                         f"{kinds or 'no visual'} (image and multi-video tasks are not supported)")
+
+    def _answer(self, request) -> str:
+        from eval.caption_classification import generate_text
+
+        context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
+        doc = self.task_dict[task][split][doc_id]
+        visuals = doc_to_visual(doc) or []
+        max_new = int(gen_kwargs.get("max_new_tokens", 32))
+        if self.max_new_tokens is not None:
+            max_new = min(max_new, self.max_new_tokens)
+        until = gen_kwargs.get("until") or []
+        until = [until] if isinstance(until, str) else list(until)
+        settings = {"context": context, "max_new_tokens": max_new, "until": until}
+        inputs = [visual_identity(v) for v in visuals]  # a changed clip is answered again; decoding waits for a miss
+
+        def compute() -> str:
+            frames, audio = self._inputs(visuals)
+            text = generate_text(self.ctx.model, self.ctx.processor, self.ctx.media, context, audio, frames, max_new)
+            return until_cut(text, until)
+
+        return self.ctx.cached(SUITE, f"{task}/{split}/{doc_id}", settings, compute, inputs)
+
+    def generate_until(self, requests) -> list[str]:
+        """One greedy answer per request, in request order."""
+        return [self._answer(r) for r in requests]
+
+    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        raise NotImplementedError("the Harken model answers generate_until tasks (Video-MME, LVBench, WorldSense "
+                                  "and most video benchmarks); this task asks for log-likelihoods")
+
+    def generate_until_multi_round(self, requests) -> list[str]:
+        raise NotImplementedError("the Harken model answers single-turn generate_until tasks; this task is "
+                                  "multi-round")
+
+    @property
+    def device(self) -> Any:
+        return next(self.ctx.model.parameters()).device
