@@ -123,3 +123,13 @@ def test_unknown_or_missing_tasks_are_refused(tmp_path, tiny_backbones, task_dir
         assert eval_main(argv) != 0
         suite = json.loads((out / "results.json").read_text())["suites"]["lmms_eval"]
         assert suite["status"] == "error" and reason in suite["reason"]
+
+
+def test_the_papers_general_benchmarks_are_lmms_eval_tasks():
+    from eval.general import task_manager, task_names
+
+    # Video-MME, LVBench and WorldSense ship with the pinned lmms-eval; Daily-Omni does not (see the docs).
+    manager = task_manager(None)
+    assert task_names(manager, ["videomme", "lvbench", "worldsense"]) == ["videomme", "lvbench", "worldsense"]
+    with pytest.raises(ValueError, match="unknown task"):
+        task_names(manager, ["daily_omni"])
