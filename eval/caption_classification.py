@@ -141,24 +141,27 @@ def classification_metrics(scores: np.ndarray, targets: np.ndarray, labels: list
             "ap_per_label": ap}
 
 
-def generate_text(model, processor, media, prompt: str, audio: np.ndarray, frames: np.ndarray | None = None,
+def generate_text(model, processor, media, prompt: str, audio: np.ndarray | None, frames: np.ndarray | None = None,
                   max_new_tokens: int = 24) -> str:
-    """Greedy answer to ``prompt`` about one audio clip (with its frames when it is a video)."""
+    """Greedy answer to ``prompt`` about one audio clip (with its frames when it is a video), or about frames alone
+    when ``audio`` is None (a model without audio input)."""
     import torch
 
     from train.inputs import chat_messages, encode, forward_kwargs
 
     video = frames is not None
-    separate = not (video and media.audio_in_video)
+    separate = audio is not None and not (video and media.audio_in_video)
     text = processor.apply_chat_template(chat_messages(prompt, video=video, audio=separate), tokenize=False,
                                          add_generation_prompt=True)
-    batch = encode(processor, media, [text], videos=[frames] if video else None, audios=[audio],
-                   padding_side="left")
+    batch = encode(processor, media, [text], videos=[frames] if video else None,
+                   audios=[audio] if audio is not None else None, padding_side="left")
     device = next(model.parameters()).device
     batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+    # Without audio there is no interleaving to tell the model about (and a model without audio input refuses the
+    # argument in generate).
+    extra = forward_kwargs(media, video) if audio is not None else {}
     with torch.no_grad():
-        out = model.generate(**batch, **forward_kwargs(media, video), max_new_tokens=max_new_tokens,
-                             do_sample=False)
+        out = model.generate(**batch, **extra, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 

@@ -56,37 +56,50 @@ class HarkenLmms(lmms):
         self.ctx = ctx
         self.max_new_tokens = max_new_tokens
 
-    def _inputs(self, visuals: list) -> tuple[np.ndarray | None, np.ndarray]:
-        """(frames or None, waveform at the media block's rate) of one document."""
-        from data_builders.media import load_audio, load_frames
+    def _inputs(self, visuals: list) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(frames or None, waveform at the media block's rate or None) of one document; no waveform for a model
+        without audio input (it sees a video's frames only).
 
-        media = self.ctx.media
-        if len(visuals) == 1 and isinstance(visuals[0], (str, Path)) and Path(visuals[0]).suffix.lower() in VIDEO_SUFFIXES:
-            path = Path(visuals[0])
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: the task's video is not on disk (lmms-eval's doc_to_visual gave "
-                                        "this path; download or point the task at the clips)")
-            frames, _, duration = load_frames(path, media)
-            audio, _ = load_audio(path, media.sample_rate, max_seconds=min(duration, media.max_clip_seconds) or None,
+        Raises:
+            FileNotFoundError: the video is not on disk.
+            ValueError: anything but one video file or one waveform, or a waveform for a model that cannot hear.
+        """
+        from data_builders.media import load_audio, load_frames
+        from train.inputs import takes_audio
+
+        media, hears = self.ctx.media, takes_audio(self.ctx.processor)
+        one = visuals[0] if len(visuals) == 1 else None
+        if isinstance(one, (str, Path)) and Path(one).suffix.lower() in VIDEO_SUFFIXES:
+            if not Path(one).is_file():
+                raise FileNotFoundError(f"{one}: the task's video is not on disk (lmms-eval's doc_to_visual gave "
+                                        "this path; download the benchmark or point the task at the clips)")
+            frames, _, duration = load_frames(one, media)
+            if not hears:
+                return frames, None
+            audio, _ = load_audio(one, media.sample_rate, max_seconds=min(duration, media.max_clip_seconds) or None,
                                   missing="silence")
             return frames, audio
-        if len(visuals) == 1 and isinstance(visuals[0], dict) and "array" in visuals[0]:
+        if isinstance(one, dict) and "array" in one and hears:
             import librosa
 
-            wave = np.asarray(visuals[0]["array"], dtype=np.float32)
-            sr = int(visuals[0]["sampling_rate"])
-            audio = librosa.resample(wave, orig_sr=sr, target_sr=media.sample_rate) if sr != media.sample_rate else wave
-            return None, audio
+            wave = np.asarray(one["array"], dtype=np.float32)
+            sr = int(one["sampling_rate"])
+            return None, librosa.resample(wave, orig_sr=sr, target_sr=media.sample_rate) if sr != media.sample_rate \
+                else wave
         kinds = [type(v).__name__ for v in visuals]
-        raise ValueError(f"the Harken model answers documents with one video file or one waveform; this one gives "
-                         f"{kinds or 'no visual'} (image and multi-video tasks are not supported)")
+        raise ValueError(f"the Harken model answers documents with one video file, or one waveform when it takes "
+                         f"audio; this one gives {kinds or 'no visual'} (image and multi-video tasks are not "
+                         "supported)")
 
     def _answer(self, request) -> str:
         from eval.caption_classification import generate_text
 
         context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
         doc = self.task_dict[task][split][doc_id]
-        visuals = doc_to_visual(doc) or []
+        try:
+            visuals = doc_to_visual(doc) or []
+        except SystemExit as exc:  # some bundled tasks exit the process on a missing video; one suite must not
+            raise FileNotFoundError(f"{task}, document {doc_id}: {exc}") from None
         max_new = int(gen_kwargs.get("max_new_tokens", 32))
         if self.max_new_tokens is not None:
             max_new = min(max_new, self.max_new_tokens)

@@ -133,3 +133,54 @@ def test_the_papers_general_benchmarks_are_lmms_eval_tasks():
     assert task_names(manager, ["videomme", "lvbench", "worldsense"]) == ["videomme", "lvbench", "worldsense"]
     with pytest.raises(ValueError, match="unknown task"):
         task_names(manager, ["daily_omni"])
+
+
+def _wrapper(checkpoint: Path, tmp_path: Path, docs: list[dict]):
+    from eval.checkpoint import load_checkpoint
+    from eval.context import EvalContext, PredictionCache
+    from eval.lmms_model import HarkenLmms
+    from recipes.media import MediaSettings
+
+    loaded = load_checkpoint(checkpoint)
+    ctx = EvalContext(checkpoint=checkpoint, fingerprint=loaded.fingerprint, model=loaded.model,
+                      processor=loaded.processor, media=MediaSettings.model_validate(MEDIA), out_dir=tmp_path,
+                      cache=PredictionCache(tmp_path / f"{checkpoint.name}.jsonl"))
+    lm = HarkenLmms(ctx)
+    lm.task_dict = {"t": {"test": docs}}  # what lmms-eval's evaluator hands a model before it asks
+    return lm
+
+
+def _request(doc_id: int):
+    from lmms_eval.api.instance import Instance
+
+    return Instance("generate_until", ("What do you notice?", {"max_new_tokens": 3, "until": ["\n\n"]},
+                                       lambda doc: doc["visual"], doc_id, "t", "test"),
+                    idx=0, metadata={"task": "t", "doc_id": doc_id, "repeats": 1})
+
+
+def test_wrapper_answers_clips_and_waveforms_and_caches_by_content(tmp_path, tiny_backbones, synth_dir):
+    import numpy as np
+
+    from eval.lmms_model import until_cut
+    from train.vlm import build_tiny_vlm
+
+    clip = str(synth_dir / "videos" / "synth_1_00000.mp4")
+    tone = np.sin(np.linspace(0, 2000, 22050)).astype(np.float32)
+    docs = [{"visual": [clip]}, {"visual": [{"array": tone, "sampling_rate": 22050}]},
+            {"visual": [{"array": -tone, "sampling_rate": 22050}]}, {"visual": [clip, clip]}]
+    lm = _wrapper(tiny_backbones["tiny-qwen2.5-omni"], tmp_path, docs)
+    answers = lm.generate_until([_request(0), _request(1)])
+    assert all(isinstance(a, str) for a in answers) and lm.ctx.cache.misses == 2
+    assert lm.generate_until([_request(0), _request(1)]) == answers and lm.ctx.cache.hits == 2
+    lm.generate_until([_request(2)])  # another waveform under the same document id is another input
+    assert lm.ctx.cache.misses == 3
+    with pytest.raises(ValueError, match="one video file"):
+        lm.generate_until([_request(3)])
+    with pytest.raises(NotImplementedError, match="generate_until"):
+        lm.loglikelihood([_request(0)])
+    # A model without audio input sees the clip's frames only, and refuses a waveform.
+    vl = _wrapper(build_tiny_vlm("tiny-qwen2.5-vl", tmp_path / "vl"), tmp_path, docs)
+    assert isinstance(vl.generate_until([_request(0)])[0], str)
+    with pytest.raises(ValueError, match="when it takes audio"):
+        vl.generate_until([_request(1)])
+    assert until_cut("B\n\nbecause", ["\n\n", "</s>"]) == "B" and until_cut("B", []) == "B"

@@ -15,7 +15,7 @@ from eval.thud.judge import JUDGE_PROMPT, JudgeConfig, judge_credential, load_lo
 from eval.thud.label import label_answers, summarise
 from eval.thud.parser import parse_answer
 from eval.thud.prompts import FREE_FORM_PROMPT
-from tests._judge_server import JudgeServer
+from _judge_server import JudgeServer
 
 ANSWERS = Path(__file__).parent / "fixtures" / "thud_answers.jsonl"
 

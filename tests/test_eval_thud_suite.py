@@ -223,7 +223,7 @@ def test_judge_reads_every_answer_and_keeps_the_parser_label(tmp_path, test_clip
 
 def test_free_form_without_judge_is_marked_unreliable_and_a_served_judge_fixes_it(tmp_path, test_clips, monkeypatch):
     from eval.report import write_report
-    from tests._judge_server import JudgeServer
+    from _judge_server import JudgeServer
 
     # A model that narrates only what it sees: the parser cannot read it, so 100 % of answers are undetermined.
     monkeypatch.setattr(thud_suite, "generate_answer", FakeModel(answer="A ball falls onto the floor.").generate)
