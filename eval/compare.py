@@ -1,8 +1,8 @@
 """``python -m eval compare runs/A runs/B ...``: one Table-2-shaped table across runs or checkpoints.
 
 Rows are runs (their last checkpoint), checkpoints or single evaluations; columns are Sync, VGGSync, the Table 1
-columns, Avg Gap, the spectrogram benchmark, each lmms-eval task and any other suite that reports an ``accuracy``. Each cell has its
-value, 95% interval and n, and, from the second row on, the exact McNemar test against the first row on the items
+columns, Avg Gap, the spectrogram benchmark, each lmms-eval task and any other suite that reports an ``accuracy``.
+Each cell has its value, 95% interval and n, and, from the second row on, the exact McNemar test against the first row on the items
 both rows answered (paired by item). Written as Markdown, CSV and a PNG plot.
 """
 

@@ -1,6 +1,7 @@
 """A Harken checkpoint as an lmms-eval model: lmms-eval asks, Harken answers with the model ``eval run`` loaded.
 
-Imported only by the ``lmms_eval`` suite (:mod:`eval.general`), so nothing else needs lmms-eval installed.
+Imported only by the ``lmms_eval`` suite (:mod:`eval.general`) and by lmms-eval's own command line (the ``harken``
+model, registered through the ``lmms_eval.models`` entry point), so nothing else needs lmms-eval installed.
 Each answer is computed the way every Harken suite computes one: the clip decoded with the recipe's media block
 (fps, frame cap, pixel budget, sample rate), encoded by :func:`train.inputs.encode`, answered greedily, and kept in
 the checkpoint's prediction cache under the document, its prompt and its media files, so an interrupted evaluation
@@ -130,3 +131,54 @@ class HarkenLmms(lmms):
     @property
     def device(self) -> Any:
         return next(self.ctx.model.parameters()).device
+
+
+class HarkenCheckpoint(HarkenLmms):
+    """The ``harken`` model of lmms-eval's own command line, for its launcher and options::
+
+        lmms-eval --model harken --model_args checkpoint=runs/NAME/dpo/checkpoint-500 --tasks videomme
+
+    ``model_args``: ``checkpoint`` (what ``eval run --checkpoint`` takes), ``recipe`` (whose media block to use when
+    the checkpoint has no ``recipe.yaml``), ``max_new_tokens`` (a cap) and ``cache`` (the prediction-cache folder;
+    default ``<checkpoint>/eval/cache``, the one ``eval run`` uses, so answers are shared between the two).
+    Under lmms-eval's multi-process launch each process uses its own GPU and cache file.
+    """
+
+    def __init__(self, checkpoint: str, recipe: str | None = None, max_new_tokens: int | None = None,
+                 cache: str | None = None, batch_size: int | str | None = None, max_batch_size: int | None = None,
+                 device: str | None = None):  # lmms-eval's launcher arguments: one request at a time, local_device()
+        import os
+
+        import torch
+
+        from eval.checkpoint import checkpoint_recipe, load_checkpoint
+        from eval.context import PredictionCache
+        from eval.runner import CACHE_DIR, eval_dtype
+        from recipes.schema import load_recipe
+        from train.runtime import local_device
+
+        if cache is None and not Path(checkpoint).is_dir():
+            raise ValueError(f"checkpoint={checkpoint} is not a folder: name the prediction cache folder with "
+                             "cache=DIR")
+        given = load_recipe(recipe) if recipe else None
+        rec = (checkpoint_recipe(checkpoint) if Path(checkpoint).is_dir() else None) or given
+        dtype = eval_dtype(rec)
+        loaded = load_checkpoint(checkpoint, recipe=given,
+                                 dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+        loaded.model.to(local_device())
+        folder = Path(cache) if cache else Path(checkpoint) / "eval" / CACHE_DIR
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        own = folder / (f"predictions.rank{rank}.jsonl" if world > 1 else "predictions.jsonl")
+        # The fingerprint carries the dtype as eval run's does: bf16 and fp32 answers are different predictions.
+        ctx = EvalContext(checkpoint=Path(checkpoint), fingerprint=f"{loaded.fingerprint}:{dtype}",
+                          model=loaded.model, processor=loaded.processor, media=loaded.media, out_dir=folder.parent,
+                          cache=PredictionCache(own, also_read=tuple(sorted(folder.glob("predictions*.jsonl")))),
+                          seed=rec.seed if rec is not None else 0)
+        super().__init__(ctx, max_new_tokens=None if max_new_tokens is None else int(max_new_tokens))
+
+
+def lmms_eval_models():
+    """The ``lmms_eval.models`` entry point: registers :class:`HarkenCheckpoint` as lmms-eval's ``harken`` model."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return ModelManifest(model_id="harken", simple_class_path="eval.lmms_model.HarkenCheckpoint")

@@ -184,3 +184,32 @@ def test_wrapper_answers_clips_and_waveforms_and_caches_by_content(tmp_path, tin
     with pytest.raises(ValueError, match="when it takes audio"):
         vl.generate_until([_request(1)])
     assert until_cut("B\n\nbecause", ["\n\n", "</s>"]) == "B" and until_cut("B", []) == "B"
+
+
+@pytest.mark.slow  # ~30 s on 2 cores: lmms-eval's command line in a subprocess, then the suite on its answers
+def test_lmms_eval_command_line_runs_a_harken_checkpoint(tmp_path, tiny_backbones, task_dir):
+    import os
+    import subprocess
+    import sys
+
+    base = tiny_backbones["tiny-qwen2.5-omni"]
+    recipe = Recipe.model_validate({"name": "lmms_cli", "backbone": str(base), "media": MEDIA})
+    ck = _adapter_checkpoint(base, tmp_path / "dpo" / "checkpoint-2", recipe)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "lmms_cli"
+    cmd = [sys.executable, "-m", "lmms_eval", "--model", "harken", "--model_args", f"checkpoint={ck},max_new_tokens=4",
+           "--tasks", TASK, "--include_path", str(task_dir), "--output_path", str(out), "--log_samples"]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    samples = [json.loads(line) for f in out.rglob(f"*_samples_{TASK}.jsonl") for line in f.read_text().splitlines()]
+    assert sorted(s["doc_id"] for s in samples) == [0, 1, 2]
+    assert all(s["videomme_perception_score"]["score"] in (0.0, 1.0) for s in samples)
+    # The answers went to the checkpoint's prediction cache: `eval run` reuses them and makes no model call.
+    assert len((ck / "eval" / "cache" / "predictions.jsonl").read_text().splitlines()) == 3
+    assert eval_main(["run", "--checkpoint", str(ck), "--suites", "lmms_eval", "--set", f"lmms_eval.tasks=[{TASK}]",
+                      "--set", f"lmms_eval.include_path={task_dir}", "--set", "lmms_eval.max_new_tokens=4"]) == 0
+    suite = json.loads((ck / "eval" / "results.json").read_text())["suites"]["lmms_eval"]
+    assert suite["cache"] == {"hits": 3, "misses": 0}
+    ours = {s["doc_id"]: s["answer"] for s in suite["tasks"][TASK]["samples"]}
+    assert {s["doc_id"]: s["filtered_resps"] for s in samples} == ours
