@@ -1,0 +1,64 @@
+"""Commands that load no model start without the heavy libraries: each runs in a fresh interpreter, exactly as
+``python -m MODULE ARGS`` would, and reports what it imported. Timing belongs to ``make bench``, not here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from train.bench import HEAVY, STARTUP, startup_command, write_predictions
+
+REPO = Path(__file__).resolve().parent.parent
+MARK = "HEAVY-IMPORTS "
+# Runs a module as __main__ (the way `python -m` does), then prints its exit code and the heavy modules loaded.
+PROBE = """
+import json, runpy, sys
+sys.argv = sys.argv[1:]
+code = 0
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code or 0
+heavy = [m for m in json.loads({heavy!r}) if m in sys.modules]
+print({mark!r} + json.dumps({{"code": code, "heavy": heavy}}))
+"""
+
+
+def _probe(argv: list[str], cwd: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    code = PROBE.format(heavy=json.dumps(HEAVY), mark=MARK)
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
+    assert lines, f"{argv}: no report (exit {done.returncode}): {done.stderr[-2000:]}"
+    return json.loads(lines[-1][len(MARK):])
+
+
+@pytest.mark.parametrize("name", sorted(STARTUP))
+def test_command_that_loads_no_model_imports_no_heavy_library(name, tmp_path):
+    argv = startup_command(name, write_predictions(tmp_path))[2:]  # without "python -m"
+    got = _probe(argv, tmp_path)
+    assert got == {"code": 0, "heavy": []}, name
+
+
+def test_the_probe_sees_a_heavy_import(tmp_path):
+    # The same probe on a command that does import one: an empty list above is a finding, not a blind spot.
+    got = _probe(["timeit", "-n", "1", "-r", "1", "import matplotlib"], tmp_path)
+    assert got == {"code": 0, "heavy": ["matplotlib"]}
+
+
+def test_thud_options_are_checked_without_the_suite_module():
+    # Recipe validation checks Thud's options against their model; the model lives apart from the suite (which
+    # needs torch), and the suite still exposes it under its old name.
+    from eval.options import options_model
+    from eval.thud import suite
+
+    model = options_model("thud")
+    assert model.__module__ == "eval.thud.options" and suite.ThudOptions is model
+    with pytest.raises(ValueError, match="modes"):
+        model(modes=["telepathy"])
