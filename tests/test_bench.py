@@ -60,7 +60,8 @@ def test_missing_and_broken_sections_are_reported_and_the_others_run():
                                  "fingerprint": "eval.bench_fingerprint:bench"})
     assert res.unavailable == {"ghost": "not available: harken_no_such_bench is not in this tree"}
     assert list(res.failed) == ["broken"] and res.failed["broken"].startswith("failed: TypeError")
-    assert [r["name"] for r in res.rows] == ["fingerprint a 15 GB checkpoint", "full hash of 15 GB (from 1 GB, before)"]
+    assert [r["name"] for r in res.rows] == ["fingerprint a 15 GB checkpoint",
+                                             "hash every byte of 15 GB (before; from 1 GB)"]
     assert all(r["section"] == "fingerprint" for r in res.rows)
     assert "[bench] ghost: not available: harken_no_such_bench is not in this tree" in seen
 

@@ -248,7 +248,7 @@ def demo_bench(runs: int = 1) -> list[dict]:
             if done.returncode != 0:
                 raise RuntimeError(f"harken demo exited with {done.returncode}: {' '.join(done.stderr.split()[-40:])}")
 
-    return [row("make demo, from an empty folder", "s", timed(once, runs), DEMO_TARGET)]
+    return [row("harken demo (= make demo), from an empty folder", "s", timed(once, runs), DEMO_TARGET)]
 
 
 def main(argv: list[str] | None = None) -> int:
