@@ -29,7 +29,8 @@ def test_row_takes_min_and_median():
 
 @pytest.mark.parametrize("target, median, met", [("<= 1.5", 1.5, True), ("<= 1.5", 1.51, False), ("< 1.5", 1.5, False),
                                                  (">= 100", 100.0, True), (">=100", 99.0, False), ("> 1e2", 101, True),
-                                                 (None, 5.0, None)])
+                                                 ("<= 1.5x", 1.4, True), ("< 2 s", 2.0, False),
+                                                 ("<= 1.5 (goal 1.35)", 1.45, True), (None, 5.0, None)])
 def test_target_is_judged_on_the_median(target, median, met):
     r = {"name": "x", "unit": "s", "min": 0.0, "median": median, **({"target": target} if target else {})}
     assert target_met(r) is met
