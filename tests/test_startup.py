@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from train.bench import HEAVY, STARTUP, startup_command, write_predictions
+from train.bench import HEAVY, STARTUP, startup_command, subprocess_env, write_predictions
 
-REPO = Path(__file__).resolve().parent.parent
 MARK = "HEAVY-IMPORTS "
 # Runs a module as __main__ (the way `python -m` does), then prints its exit code and the heavy modules loaded.
 PROBE = """
@@ -30,10 +28,9 @@ print({mark!r} + json.dumps({{"code": code, "heavy": heavy}}))
 
 
 def _probe(argv: list[str], cwd: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     code = PROBE.format(heavy=json.dumps(HEAVY), mark=MARK)
-    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=300)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
     assert lines, f"{argv}: no report (exit {done.returncode}): {done.stderr[-2000:]}"
     return json.loads(lines[-1][len(MARK):])

@@ -5,17 +5,18 @@ Sections, each a function ``bench(runs) -> list[dict]`` named in :data:`SECTIONS
 
 - ``startup``: wall time of commands that load no model, each in a fresh process (target <= 2 s), next to what
   importing the training stack costs once;
-- ``data``: preference pairs built per second, against re-encoding every pair with moviepy;
+- ``data``: preference pairs built per second, against re-encoding a sample of them with moviepy;
 - ``fingerprint``: identifying a 15 GB checkpoint (target <= 1 s);
 - ``audio``: encoding a batch's audio at its own length against padding it to 300 s;
 - ``dpo``: a DPO step against an SFT step on the same pairs, and the reference model's share;
 - ``scoring``: 5-option closed-set scoring against one forward of its prompt, and eval items per second;
-- ``demo``: ``make demo`` wall time from an empty folder (target <= 60 s); about a minute, so it runs only when
-  asked (``--demo`` or ``--only demo``).
+- ``demo``: ``harken demo`` (what ``make demo`` runs) from an empty folder (target <= 60 s); a minute or more, so
+  it runs only when asked (``--demo`` or ``--only demo``).
 
 A row is ``{"name", "unit", "min", "median"}`` with an optional ``"target"`` such as ``"<= 1.5"`` or ``">= 100"``;
 a target counts as met when the median is on its side. A section whose module is not in this tree prints one line
-saying so and the others still run. Figures depend on the machine and its load: they are printed, never asserted.
+saying so and the others still run; one that raises is reported with its error and makes the exit code 1. Figures
+depend on the machine and its load: they are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -197,8 +198,9 @@ def summary(res: BenchRun, runs: int) -> str:
     return "\n".join(lines)
 
 
-def _subprocess_env() -> dict[str, str]:
-    # The tree this file belongs to first on the path, so the commands timed are this checkout's.
+def subprocess_env() -> dict[str, str]:
+    """This environment with the tree this file belongs to first on ``PYTHONPATH``: the commands a benchmark (or a
+    test) starts run this checkout's code, whatever is installed."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
@@ -226,8 +228,8 @@ def startup_command(name: str, predictions: Path) -> list[str]:
     return [sys.executable, "-m", *(a.replace("{predictions}", str(predictions)) for a in STARTUP[name])]
 
 
-def _run_quiet(argv: list[str], cwd: Path) -> None:
-    done = subprocess.run(argv, cwd=cwd, env=_subprocess_env(), capture_output=True, text=True)
+def _run_quiet(argv: list[str], cwd: str | Path, **env: str) -> None:
+    done = subprocess.run(argv, cwd=cwd, env={**subprocess_env(), **env}, capture_output=True, text=True)
     if done.returncode != 0:
         tail = " ".join(done.stderr.split()[-40:])
         raise RuntimeError(f"`{' '.join(argv[1:])}` exited with {done.returncode}: {tail}")
@@ -252,11 +254,8 @@ def demo_bench(runs: int = 1) -> list[dict]:
     """``harken demo`` (what ``make demo`` runs) from an empty folder each time: wall seconds."""
     def once():
         with tempfile.TemporaryDirectory(prefix="harken-bench-demo-") as tmp:
-            env = {**_subprocess_env(), "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled")}
-            done = subprocess.run([sys.executable, "-m", "recipes.harken", "demo", "--root", tmp], cwd=tmp, env=env,
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"harken demo exited with {done.returncode}: {' '.join(done.stderr.split()[-40:])}")
+            _run_quiet([sys.executable, "-m", "recipes.harken", "demo", "--root", tmp], tmp,
+                       WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"))
 
     return [row("harken demo (= make demo), from an empty folder", "s", timed(once, runs), DEMO_TARGET)]
 
