@@ -10,7 +10,7 @@ from train.bench import BenchRun, format_table, main, row, run_sections, summary
 
 
 def _rows() -> list[dict]:
-    return [{"section": "startup", "name": "harken --help", "unit": "s", "min": 0.21, "median": 0.2345,
+    return [{"section": "startup", "runs": 5, "name": "harken --help", "unit": "s", "min": 0.21, "median": 0.2345,
              "target": "<= 2"},
             {"section": "dpo", "name": "DPO step / SFT step", "unit": "x", "min": 1.41, "median": 1.62,
              "target": "<= 1.5"},
@@ -44,14 +44,14 @@ def test_a_target_that_is_no_bound_is_refused_naming_the_row(target):
 
 def test_table_is_aligned_with_targets_and_verdicts():
     assert format_table(_rows()).splitlines() == [
-        "section  figure                    min  median  unit     target   met",
-        "startup  harken --help            0.21   0.234  s        <= 2     yes",
-        "dpo      DPO step / SFT step      1.41    1.62  x        <= 1.5   NO",
-        "data     pairs built              1234    4810  pairs/s  >= 1000  yes",
-        "audio    encode               1.23e-04    12.3  ms",
+        "section  figure               runs       min  median  unit     target   met",
+        "startup  harken --help           5      0.21   0.234  s        <= 2     yes",
+        "dpo      DPO step / SFT step            1.41    1.62  x        <= 1.5   NO",
+        "data     pairs built                    1234    4810  pairs/s  >= 1000  yes",
+        "audio    encode                     1.23e-04    12.3  ms",
     ]
-    assert summary(BenchRun(rows=_rows(), unavailable={"scoring": "not available: x"}), 3).splitlines()[-2:] == [
-        "scoring: not available: x", "3 run(s) per figure; a target is met when the median is on its side: 2 of 3 met"]
+    assert summary(BenchRun(rows=_rows(), unavailable={"scoring": "not available: x"})).splitlines()[-2:] == [
+        "scoring: not available: x", "a target is met when the median is on its side: 2 of 3 met"]
 
 
 def test_missing_and_broken_sections_are_reported_and_the_others_run():
@@ -63,7 +63,7 @@ def test_missing_and_broken_sections_are_reported_and_the_others_run():
     assert list(res.failed) == ["broken"] and res.failed["broken"].startswith("failed: TypeError")
     assert [r["name"] for r in res.rows] == ["fingerprint a 15 GB checkpoint",
                                              "hash every byte of 15 GB (before; from 1 GB)"]
-    assert all(r["section"] == "fingerprint" for r in res.rows)
+    assert all(r["section"] == "fingerprint" and r["runs"] == 1 for r in res.rows)
     assert "[bench] ghost: not available: harken_no_such_bench is not in this tree" in seen
 
 

@@ -128,15 +128,17 @@ def check_row(r: dict, section: str = "") -> None:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Rows (each with its ``section``) as an aligned text table: min, median, unit, target and whether it is met."""
-    header = ("section", "figure", "min", "median", "unit", "target", "met")
+    """Rows (each with its ``section`` and ``runs``) as an aligned text table: runs, min, median, unit, target and
+    whether it is met."""
+    header = ("section", "figure", "runs", "min", "median", "unit", "target", "met")
     lines = [header]
     for r in rows:
         met = target_met(r)
-        lines.append((r.get("section", ""), r["name"], _number(r["min"]), _number(r["median"]), r["unit"],
-                      r.get("target", ""), "" if met is None else ("yes" if met else "NO")))
+        verdict = "" if met is None else ("yes" if met else "NO")
+        lines.append((r.get("section", ""), r["name"], str(r.get("runs", "")), _number(r["min"]),
+                      _number(r["median"]), r["unit"], r.get("target", ""), verdict))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {2, 3}  # numbers
+    right = {2, 3, 4}  # numbers
     return "\n".join("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
                      .rstrip() for line in lines)
 
@@ -165,8 +167,9 @@ def _bench_function(module: str, func: str) -> Callable[[int], list[dict]] | Non
 
 def run_sections(names: Iterable[str], runs: int | dict[str, int], sections: dict[str, str] = SECTIONS,
                  log: Callable[[str], None] = print) -> BenchRun:
-    """Run the named sections, ``runs`` times each (or ``runs[name]`` times). A section whose module is missing, or
-    that raises, is recorded with its reason (and logged) and the others still run."""
+    """Run the named sections, ``runs`` times each (or ``runs[name]`` times); each row gets its ``section`` and
+    ``runs``. A section whose module is missing, or that raises, is recorded with its reason (and logged) and the
+    others still run."""
     out = BenchRun()
     for name in names:
         module, func = sections[name].split(":")
@@ -177,24 +180,24 @@ def run_sections(names: Iterable[str], runs: int | dict[str, int], sections: dic
                 out.unavailable[name] = f"not available: {module} is not in this tree"
                 log(f"[bench] {name}: {out.unavailable[name]}")
                 continue
-            got = fn(runs if isinstance(runs, int) else runs[name])
+            n = runs if isinstance(runs, int) else runs[name]
+            got = fn(n)
             for r in got:
                 check_row(r, name)
         except Exception as exc:  # noqa: BLE001 -- one broken bench must not hide the others' figures
             out.failed[name] = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
             log(f"[bench] {name}: {out.failed[name]}")
             continue
-        out.rows += [{"section": name, **r} for r in got]
+        out.rows += [{"section": name, "runs": n, **r} for r in got]
     return out
 
 
-def summary(res: BenchRun, runs: int) -> str:
+def summary(res: BenchRun) -> str:
     """The table, the sections without figures, and how many targets are met."""
     judged = [m for m in map(target_met, res.rows) if m is not None]
     lines = [format_table(res.rows)] if res.rows else []
     lines += [f"{name}: {why}" for name, why in {**res.unavailable, **res.failed}.items()]
-    lines.append(f"{runs} run(s) per figure; a target is met when the median is on its side: "
-                 f"{sum(judged)} of {len(judged)} met")
+    lines.append(f"a target is met when the median is on its side: {sum(judged)} of {len(judged)} met")
     return "\n".join(lines)
 
 
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     # The demo has its own run count: one run is already a minute.
     res = run_sections(names, {n: args.demo_runs if n == "demo" else args.runs for n in names},
                        log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(summary(res, args.runs))
+    print(summary(res))
     if args.json:
         from recipes.io import write_json
 
