@@ -13,13 +13,18 @@ import pytest
 from train.bench import HEAVY, STARTUP, startup_command, subprocess_env, write_predictions
 
 MARK = "HEAVY-IMPORTS "
-# Runs a module as __main__ (the way `python -m` does), then prints its exit code and the heavy modules loaded.
-PROBE = """
-import json, runpy, sys
+# Runs a module as __main__ (the way `python -m` does).
+RUN_MODULE = """
+import runpy
 sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+# Runs ``body``, then prints its exit code and the heavy modules it loaded.
+PROBE = """
+import json, sys
 code = 0
 try:
-    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+{body}
 except SystemExit as exc:
     code = exc.code or 0
 heavy = [m for m in json.loads({heavy!r}) if m in sys.modules]
@@ -27,8 +32,9 @@ print({mark!r} + json.dumps({{"code": code, "heavy": heavy}}))
 """
 
 
-def _probe(argv: list[str], cwd: Path) -> dict:
-    code = PROBE.format(heavy=json.dumps(HEAVY), mark=MARK)
+def _probe(body: str, cwd: Path, argv: list[str] = ()) -> dict:
+    code = PROBE.format(body="\n".join("    " + line for line in body.strip().splitlines()), heavy=json.dumps(HEAVY),
+                        mark=MARK)
     done = subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, env=subprocess_env(), capture_output=True,
                           text=True, timeout=300)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
@@ -39,13 +45,22 @@ def _probe(argv: list[str], cwd: Path) -> dict:
 @pytest.mark.parametrize("name", sorted(STARTUP))
 def test_command_that_loads_no_model_imports_no_heavy_library(name, tmp_path):
     argv = startup_command(name, write_predictions(tmp_path))[2:]  # without "python -m"
-    got = _probe(argv, tmp_path)
-    assert got == {"code": 0, "heavy": []}, name
+    assert _probe(RUN_MODULE, tmp_path, argv) == {"code": 0, "heavy": []}, name
+
+
+def test_every_recipe_validates_without_heavy_libraries(tmp_path):
+    # Each recipe's eval suites and their options, checked the way loading a recipe always checks them.
+    body = """
+from recipes.schema import RECIPES_DIR, load_recipe
+for path in sorted(RECIPES_DIR.glob("*.yaml")):
+    load_recipe(path)
+"""
+    assert _probe(body, tmp_path) == {"code": 0, "heavy": []}
 
 
 def test_the_probe_sees_a_heavy_import(tmp_path):
     # The same probe on a command that does import one: an empty list above is a finding, not a blind spot.
-    got = _probe(["timeit", "-n", "1", "-r", "1", "import matplotlib"], tmp_path)
+    got = _probe(RUN_MODULE, tmp_path, ["timeit", "-n", "1", "-r", "1", "import matplotlib"])
     assert got == {"code": 0, "heavy": ["matplotlib"]}
 
 
