@@ -12,7 +12,7 @@ set ?=
 SET_ARGS := $(foreach s,$(set),--set $(s))
 SYSTEM_PACKAGES := espeak-ng
 
-.PHONY: pipeline install system-packages test demo bench-data bench-clever-hans help docs compare
+.PHONY: pipeline install system-packages test demo bench-data bench-clever-hans help docs compare bench
 
 # `make recipe=NAME`: data -> train (all stages) -> eval every checkpoint -> runs/NAME/report.md
 pipeline:
@@ -27,6 +27,7 @@ help:
 	@echo "make test                 the test suite (CPU, no network)"
 	@echo "make recipe=NAME [set=\"a.b=c ...\"]   data -> train -> eval for recipes/NAME.yaml"
 	@echo "make docs                 regenerate docs/recipes.md from the recipe schema"
+	@echo "make bench [runs=N] [only=a,b] [demo=1]   performance figures against their targets (docs/performance.md)"
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
@@ -55,6 +56,10 @@ demo:
 
 bench-data:
 	$(BIN)/python -m data_builders.bench
+
+# Every performance figure side by side (start-up, data, fingerprints, audio, DPO, scoring; demo=1 adds make demo).
+bench:
+	$(BIN)/python -m train.bench $(if $(runs),--runs $(runs)) $(if $(only),--only $(only)) $(if $(demo),--demo)
 
 # docs/recipes.md is generated from the recipe schema (a test checks it is up to date).
 docs:

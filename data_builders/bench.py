@@ -1,4 +1,5 @@
 """``make bench-data`` (``python -m data_builders.bench [--pairs N] [--clips K]``): Harken's pairs vs the naive way.
+:func:`bench` gives the same comparison as rows for ``make bench``.
 
 Harken's way: probe the K clips once, then write N preference pairs as rows of an HF dataset: paths plus
 intervention specs; no media file is written (interventions are applied to the waveform when a sample loads).
@@ -70,6 +71,32 @@ def naive_way(pairs, out: Path) -> float:
                                                logger=None)
         clip.close()
     return time.perf_counter() - t0
+
+
+def bench(runs: int = 5, pairs: int = 400, clips: int = 16, naive_pairs: int = 8, seed: int = 0) -> list[dict]:
+    """``make bench``'s rows: pairs per second each way and the ratio of their times per pair, ``runs`` times.
+
+    Harken's way builds all ``pairs``; the naive way re-encodes ``naive_pairs`` of them, spread over the three kinds
+    (its cost is per pair, and a minute per run would crowd out every other figure)."""
+    import datasets
+
+    from data_builders.synth import synthesize
+    from train.bench import row
+
+    datasets.disable_progress_bars()
+    ours, naive = [], []
+    with tempfile.TemporaryDirectory(prefix="harken-bench-data-") as tmp:
+        root = Path(tmp)
+        synthesize(root / "clips", clips=clips, seed=seed, test_fraction=0, progress=False)
+        for k in range(runs):
+            (root / f"harken{k}").mkdir()
+            t, built = harken_way(root / "clips", root / f"harken{k}", pairs, seed)
+            ours.append(t / len(built))
+            some = built[:: max(1, len(built) // naive_pairs)][:naive_pairs]
+            naive.append(naive_way(some, root / f"naive{k}") / len(some))
+    return [row(f"data build, {pairs} pairs from {clips} clips", "pairs/s", [1 / t for t in ours]),
+            row(f"moviepy re-encode, {naive_pairs} of those pairs", "pairs/s", [1 / t for t in naive]),
+            row("moviepy / Harken time per pair", "x", [n / o for n, o in zip(naive, ours)])]
 
 
 def main(argv: list[str] | None = None) -> int:

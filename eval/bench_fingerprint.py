@@ -12,7 +12,6 @@ import hashlib
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -35,40 +34,49 @@ def full_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def _timed(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
+def measure(gb: float = 15.0, shards: int = 4, full_gb: float = 1.0,
+            repeats: int = 5) -> tuple[list[float], list[float]]:
+    """Seconds of ``repeats`` cold fingerprints of a ``gb`` checkpoint, and of hashing a ``full_gb`` file in full
+    (``repeats // 2`` times, at least once)."""
     import eval.context as context
+    from train.bench import timed
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gb", type=float, default=15.0, help="checkpoint size in GB (10^9 bytes)")
-    ap.add_argument("--shards", type=int, default=4, help="weight files it is split into")
-    ap.add_argument("--full-gb", type=float, default=1.0, help="size of the file hashed in full for comparison")
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="harken-fp-bench-") as tmp:
         ck = Path(tmp) / "checkpoint"
         ck.mkdir()
-        for i in range(args.shards):
-            write_sparse_shard(ck / f"model-{i + 1:05d}-of-{args.shards:05d}.safetensors",
-                               int(args.gb * 1e9 / args.shards))
+        for i in range(shards):
+            write_sparse_shard(ck / f"model-{i + 1:05d}-of-{shards:05d}.safetensors", int(gb * 1e9 / shards))
         (ck / "config.json").write_text(json.dumps({"model_type": "bench"}))
 
         def fingerprint_cold():
             context._FINGERPRINTS.clear()  # a fresh process: no in-process memo
             context.checkpoint_fingerprint(ck)
 
-        new = _timed(fingerprint_cold, args.repeats)
+        new = timed(fingerprint_cold, repeats)
         one = Path(tmp) / "full.safetensors"
-        write_sparse_shard(one, int(args.full_gb * 1e9))
-        old = _timed(lambda: full_hash(one), max(1, args.repeats // 2))
+        write_sparse_shard(one, int(full_gb * 1e9))
+        old = timed(lambda: full_hash(one), max(1, repeats // 2))
+    return new, old
+
+
+def bench(runs: int = 5) -> list[dict]:
+    """``make bench``'s rows: fingerprinting a 15 GB checkpoint (target <= 1 s), and hashing it in full as
+    fingerprints used to (extrapolated from a 1 GB file)."""
+    from train.bench import row
+
+    new, old = measure(repeats=runs)
+    return [row("fingerprint a 15 GB checkpoint", "s", new, "<= 1"),
+            row("hash every byte of 15 GB (before; from 1 GB)", "s", [15 * t for t in old])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gb", type=float, default=15.0, help="checkpoint size in GB (10^9 bytes)")
+    ap.add_argument("--shards", type=int, default=4, help="weight files it is split into")
+    ap.add_argument("--full-gb", type=float, default=1.0, help="size of the file hashed in full for comparison")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args(argv)
+    new, old = measure(args.gb, args.shards, args.full_gb, args.repeats)
     per_gb_old = statistics.median(old) / args.full_gb
     print(f"fingerprint, {args.gb:g} GB in {args.shards} shards: median {statistics.median(new) * 1e3:.1f} ms "
           f"[min {min(new) * 1e3:.1f}] over {len(new)} runs")

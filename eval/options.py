@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eval.conditions import InputConditions
 
 OPTIONS: dict[str, str] = {
-    "thud": "eval.thud.suite:ThudOptions",
+    "thud": "eval.thud.options:ThudOptions",
     "spectrogram_mcq": "eval.options:SpectrogramMcqOptions",
     "audio_mcq": "eval.audio_mcq:AudioMcqOptions",
     "caption_classification": "eval.caption_classification:CaptionOptions",
@@ -63,7 +63,7 @@ def check_options(suite: str, options: dict) -> BaseModel | None:
     """
     if not options and suite in OPTIONS:
         # Every model accepts {} (a test holds each registered suite to it), and not importing the model keeps
-        # loading a recipe free of a suite's heavy imports (Thud's module loads torch).
+        # loading a recipe free of a suite's imports (its options model may live next to code that loads torch).
         return None
     model = options_model(suite)
     if model is None:

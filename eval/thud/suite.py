@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from data_builders.interventions import apply_intervention
 from data_builders.media import load_audio, load_clip
-from eval.conditions import InputConditions, evaluate_conditions
+from eval.conditions import evaluate_conditions
 from eval.context import EvalContext
 from eval.scoring import score_options
 from eval.stats import wilson_pct
-from eval.thud.items import DEFAULT_MARGIN, DEFAULT_OFFSETS, ThudItem, held_out_clips, plan_items, read_sync_set
-from eval.thud.judge import JudgeConfig, Verdict, make_judge
-from eval.thud.metrics import DEFAULT_BAND_EDGES, compute_metrics, sync_metric
+from eval.thud.items import ThudItem, held_out_clips, plan_items, read_sync_set
+from eval.thud.judge import Verdict, make_judge
+from eval.thud.metrics import compute_metrics, sync_metric
+from eval.thud.options import ThudOptions
 from eval.thud.parser import Parsed, parse_answer
 from eval.thud.prompts import FREE_FORM_PROMPT, closed_set_question
 from eval.thud.records import DIMENSIONS, INTERVENED, PredictionRow, is_correct
@@ -36,37 +36,6 @@ SUITE = "thud"
 UNRELIABLE_UNDETERMINED_PCT = 20.0
 # Which dimension questions each condition answers (the original answers all three).
 DIMS_OF: dict[str, tuple[str, ...]] = {"original": DIMENSIONS, **{c: (d,) for d, c in INTERVENED.items()}}
-
-
-class ThudOptions(BaseModel):
-    """The suite's options (recipe ``eval.suites.thud.options`` or ``--set thud.KEY=VALUE``)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    annotations: str | None = Field(None, description="annotation JSONL of held-out clips (split: test kept)")
-    limit: int | None = Field(None, ge=1, description="evaluate only the first N held-out clips")
-    modes: list[str] = Field(default_factory=lambda: ["closed_set", "free_form"])
-    conditions: list[str] = Field(default_factory=lambda: ["shift", "mute", "swap"])
-    offsets: list[float] = Field(default_factory=lambda: list(DEFAULT_OFFSETS))
-    shifts_per_clip: int = Field(1, ge=1, description="shifted versions per clip (offsets dealt least-used first)")
-    margin: float = Field(DEFAULT_MARGIN, ge=0, description="a shifted sound onset stays this far inside the clip "
-                                                            "(seconds; the recipe's data.shift.margin by default)")
-    band_edges: list[float] = Field(default_factory=lambda: list(DEFAULT_BAND_EDGES))
-    length_normalise: bool = Field(True, description="closed set: compare mean (not summed) token log-probability")
-    max_new_tokens: int = Field(64, ge=1)
-    temperature: float = Field(0.0, ge=0, description="free form: 0 = greedy, as the paper decodes")
-    judge: JudgeConfig | None = None
-    sync_set: str | None = Field(None, description="VGGSoundSync-style JSONL {video, offset, band}")
-    input_conditions: InputConditions | None = Field(
-        None, description="closed set: ask again without audio and with fragments (eval.conditions)")
-
-    def model_post_init(self, _ctx) -> None:
-        bad = set(self.modes) - {"closed_set", "free_form"}
-        if bad or not self.modes:
-            raise ValueError(f"modes: {sorted(bad) or 'empty'}; choose from closed_set, free_form")
-        bad = set(self.conditions) - {"shift", "mute", "swap"}
-        if bad:
-            raise ValueError(f"conditions: unknown {sorted(bad)}; choose from shift, mute, swap")
 
 
 class _Media:
