@@ -265,13 +265,15 @@ def _tiny_config(family: OmniFamily, tokenizer, size: TinySize = TinySize()):
                                                   **common)
 
 
-def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int = 0) -> Path:
+def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int = 0,
+                        size: TinySize | None = None) -> Path:
     """Build a tiny random-weight thinker and its processor, save both with ``save_pretrained``; returns the folder.
 
     Args:
         name: a reserved tiny name (keys of ``TINY_BACKBONES``).
         out_dir: where to save; default ``.cache/backbones/<name>``.
         seed: torch seed for the random weights.
+        size: widths and depths (default: the name's own, :data:`TINY_SIZES`); benchmarks build bigger thinkers.
     Raises:
         KeyError: for a name that is not a tiny backbone.
     """
@@ -283,7 +285,7 @@ def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int 
     family = TINY_BACKBONES[name]
     out = Path(out_dir) if out_dir is not None else backbone_cache() / name
     tokenizer = _build_tokenizer(family)
-    size = TINY_SIZES.get(name, TinySize())
+    size = size or TINY_SIZES.get(name, TinySize())
     processor = _build_processor(family, tokenizer, size)
     config = _tiny_config(family, tokenizer, size)
     torch.manual_seed(seed)
