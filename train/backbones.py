@@ -260,7 +260,8 @@ def _tiny_config(family: OmniFamily, tokenizer, size: TinySize = TinySize()):
                   temporal_patch_size=2, out_hidden_size=hidden, num_position_embeddings=256,
                   deepstack_visual_indexes=[0])
     audio.update(n_window=50, downsample_hidden_size=32)
-    text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1)
+    text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=size.intermediate // 4,
+                decoder_sparse_step=1)
     return transformers.Qwen3OmniMoeThinkerConfig(audio_config=audio, vision_config=vision, text_config=text,
                                                   **common)
 

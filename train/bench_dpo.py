@@ -2,8 +2,7 @@
 reference.
 
 ``python -m train.bench_dpo [--runs 5] [--family qwen2.5 --family qwen3]`` builds a medium-size thinker of each
-family offline (~25M parameters for Qwen2.5-Omni, random weights; Qwen3-Omni's mixture-of-experts layers are
-thinner), writes two synthetic clips as a recipe's built SFT and DPO datasets, builds the stages' real trainers
+family offline (random weights, about 28M parameters for Qwen2.5-Omni and 30M for Qwen3-Omni), writes two synthetic clips as a recipe's built SFT and DPO datasets, builds the stages' real trainers
 (:func:`train.sft.build_trainer`, :func:`train.dpo.build_trainer`: LoRA on the language model, the Omni collators)
 and times one training step (forward and backward, no optimizer update) on the same two pairs, after one warm-up:
 
@@ -13,21 +12,26 @@ and times one training step (forward and backward, no optimizer update) on the s
   encoders once;
 - DPO precomputed: shared, with the reference's log-probs read from the dataset.
 
-Prints min and median CPU seconds (``time.process_time``: all threads of the process) and wall seconds, and the
-ratios of the medians: DPO/SFT (target <= 1.5x, goal 1.35x: with a live reference the floor is about 4/3, one no-grad
-prompt pass on top of the policy's) and the reference's cost (live minus precomputed step) per policy step (target
-<= 0.35x). Figures, not a test; :func:`bench` returns the rows for an aggregating script.
+Prints min and median CPU seconds (``time.process_time``: all threads of the process; OpenMP threads are told to
+sleep rather than spin when idle, see :func:`main`) and wall seconds per step, the CPU seconds of collating the batch,
+and ratios of CPU times (of the medians, and of the mins): DPO/SFT (target <= 1.5x, goal 1.35x) and the reference's
+cost (live minus precomputed step) per policy step (target <= 0.35x). With LoRA the policy's backward computes no
+weight gradients for the frozen weights, so a policy step is about two forwards and a live reference (one forward)
+about 0.4 of it: the floor with a live reference is then about 1.45x, and the targets are met by the precomputed
+reference. Figures, not a test; :func:`bench` returns the rows for an aggregating script.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
-# ~25M parameters in the Qwen2.5-Omni thinker: big enough that the model, not Python, dominates a step on a CPU.
+# Tens of millions of parameters: big enough that the model, not Python, dominates a step on a CPU.
 FAMILIES = {"qwen2.5": "tiny-qwen2.5-omni", "qwen3": "tiny-qwen3-omni"}
 MEDIA = "media: {fps: 2, max_frames: 8, max_pixels: 12544, max_clip_seconds: 4}"
 PROMPT = "Watch this video and listen to its audio carefully. Are the audio and video synchronised?"
@@ -91,10 +95,16 @@ stages:
             for name, stage in recipe.stages.items()}
 
 
-def _time_step(trainer, runs: int) -> tuple[list[float], list[float]]:
-    """(CPU seconds, wall seconds) of ``runs`` training steps on the trainer's first batch, after one warm-up."""
+def _time_step(trainer, runs: int) -> dict[str, list[float]]:
+    """CPU and wall seconds of ``runs`` training steps on the trainer's first batch, after one warm-up, and CPU
+    seconds of collating that batch (decoding, processor), ``runs`` times."""
     rows = [trainer.train_dataset[i] for i in range(trainer.args.per_device_train_batch_size)]
-    inputs = trainer._prepare_inputs(trainer.data_collator(rows))
+    collate = []
+    for _ in range(runs):
+        c = time.process_time()
+        batch = trainer.data_collator(rows)
+        collate.append(time.process_time() - c)
+    inputs = trainer._prepare_inputs(batch)
     model = trainer.model
     trainer.current_gradient_accumulation_steps = 1  # set by train() for each step; one step here
     cpu, wall = [], []
@@ -105,7 +115,7 @@ def _time_step(trainer, runs: int) -> tuple[list[float], list[float]]:
         if i:  # the first step warms allocator and kernels up
             cpu.append(time.process_time() - c)
             wall.append(time.perf_counter() - w)
-    return cpu, wall
+    return {"s cpu": cpu, "s wall": wall, "s cpu, collate": collate}
 
 
 def _family(family: str, runs: int) -> list[dict]:
@@ -121,15 +131,15 @@ def _family(family: str, runs: int) -> list[dict]:
             trainer = (sft if name == "sft" else dpo).build_trainer(ctx)
             if name == "sft":
                 params = sum(p.numel() for p in trainer.model.parameters())
-            cpu, wall = _time_step(trainer, runs)
-            times[name] = cpu
-            rows.append(_row(f"{family} ({params / 1e6:.0f}M) {LABELS[name]}", "s cpu", cpu))
-            rows.append(_row(f"{family} ({params / 1e6:.0f}M) {LABELS[name]}", "s wall", wall))
+            measured = _time_step(trainer, runs)
+            times[name] = measured["s cpu"]
+            rows += [_row(f"{family} ({params / 1e6:.0f}M) {LABELS[name]}", unit, values)
+                     for unit, values in measured.items() if unit != "s cpu, collate" or name != "precomputed"]
             del trainer
     for name, target in (("unshared", None), ("shared", "<= 1.5 (goal 1.35)"), ("precomputed", None)):
         rows.append(_ratio(f"{family} DPO/SFT, {name}",
                            lambda f: f(times[name]) / f(times["sft"]), target))
-    rows.append(_ratio(f"{family} reference/policy step (shared live - precomputed) / precomputed",
+    rows.append(_ratio(f"{family} reference pass / policy step (shared)",
                        lambda f: (f(times["shared"]) - f(times["precomputed"])) / f(times["precomputed"]), "<= 0.35"))
     return rows
 
@@ -152,8 +162,13 @@ def bench(runs: int = 5, families: tuple[str, ...] = tuple(FAMILIES)) -> list[di
     Returns rows ``{"name", "unit", "min", "median"}``: seconds (unit "s cpu" / "s wall") per step, and ratios of
     the median CPU times (unit "x", min = median = the ratio, with a ``target`` where the project sets one).
     """
+    import sys
+
     from recipes.quiet import quiet_startup
 
+    if "torch" in sys.modules and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        warnings.warn("OMP_WAIT_POLICY is not PASSIVE: with several threads on a busy machine, CPU times include "
+                      "OpenMP threads spinning at barriers (set it before torch is imported)", stacklevel=2)
     quiet_startup()
     return [row for family in families for row in _family(family, runs)]
 
@@ -163,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed steps per variant (after one warm-up)")
     parser.add_argument("--family", action="append", choices=sorted(FAMILIES), help="default: both")
     args = parser.parse_args(argv)
+    # Before torch loads OpenMP: idle worker threads then sleep instead of spinning, which would otherwise count as
+    # CPU time (4-10x the work itself when the cores are shared with other processes).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     for row in bench(args.runs, tuple(args.family or FAMILIES)):
         target = f"  (target {row['target']})" if "target" in row else ""
         if row["unit"] == "x":
