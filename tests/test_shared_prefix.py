@@ -224,3 +224,20 @@ def test_the_switches_reach_the_trainer(tmp_path):
     ctx = StageContext(recipe=recipe, name="dpo", stage=stage, out_dir=tmp_path / "dpo", base="b", base_ref="b",
                        data_root=tmp_path, is_last=True)
     assert dpo_config(ctx).precompute_ref_log_probs is True and stage.shared_prefix is False
+
+
+def test_a_thinker_without_block_masks_keeps_the_unshared_layout(tiny_backbones, rows, tmp_path):
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    from train.dpo import OmniDPOTrainer
+
+    model, processor = load_backbone(str(tiny_backbones["tiny-qwen2.5-omni"]))
+    assert shared_prefix.unsupported(model) is None
+    model.config.get_text_config()._attn_implementation = "flash_attention_2"  # kernels that take no custom mask
+    collator = DPOCollator(processor, MEDIA)
+    with pytest.warns(UserWarning, match="shared-prefix DPO is off: attention implementation 'flash_attention_2'"):
+        OmniDPOTrainer(model=model, args=DPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[],
+                                                   remove_unused_columns=False, max_length=None),
+                       train_dataset=Dataset.from_list(rows), data_collator=collator, processing_class=processor)
+    assert collator.shared_prefix is False and shared_prefix.PACKED_IDS not in collator(rows)

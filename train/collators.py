@@ -203,8 +203,8 @@ class DPOCollator(_OmniCollator):
             head, chosen = chat_prompt_and_completion(self.processor, p.prompt, p.chosen, audio=separate_audio)
             _, rejected = chat_prompt_and_completion(self.processor, p.prompt, p.rejected, audio=separate_audio)
             heads.append(head)
-            answers.append([torch.tensor(_answer_ids(tokenizer, head, t), dtype=torch.long) for t in (chosen,
-                                                                                                        rejected)])
+            answers.append([torch.tensor(_answer_ids(tokenizer, head, t), dtype=torch.long)
+                            for t in (chosen, rejected)])
         batch = encode(self.processor, self.media, heads, videos, audios, padding_side="right")
         prompts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
         pad = tokenizer.pad_token_id

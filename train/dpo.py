@@ -7,6 +7,11 @@ the thinker's ``base_model``, which in transformers 5 is the multimodal backbone
 into the embeddings, checked by :func:`train.runtime.load_model`); it receives the video/audio tensors and the
 ``use_audio_in_video`` flag the collator puts in the batch.
 
+Shared prefix (the stage's ``shared_prefix``, on by default): the collator packs each pair into one sequence, prompt
+and media once for both answers, and the thinker's backbone runs it with a block mask (:mod:`train.shared_prefix`);
+TRL reads an unfolded view with the same per-sequence log-probs. ``precompute_ref_log_probs`` is TRL's own option:
+the reference runs over the dataset once, before training, and the collator passes its columns through.
+
 Reference model: the stage starts from the previous stage's merged weights and trains a fresh LoRA adapter (B = 0
 at init); TRL computes reference log-probs with the adapter disabled, i.e. with the SFT-warmed policy. So at the
 first step policy and reference agree: reward margin 0 and, for the sigmoid loss, loss ln 2.
@@ -20,9 +25,9 @@ from typing import Sequence
 
 from trl import DPOConfig, DPOTrainer
 
+from train import shared_prefix
 from train.callbacks import JsonCsvLogger, RecipeIntoCheckpoints, StopOnNonFinite, with_stage_progress
 from train.collators import DPOCollator
-from train import shared_prefix
 from train.launch import check_arguments, current_launch, supervise
 from train.runtime import StageContext, report_targets, dataset_dir, load_model, load_rows, lora_config, \
     trainer_kwargs
