@@ -25,7 +25,6 @@ FIXED: dict[str, str] = {
     "dataset_kwargs": "rows are records the collators encode, not text for TRL to prepare",
     "packing": "rows are records the collators encode, not text for TRL to prepare",
     "disable_dropout": "DPO's reference is the policy with its adapter off; dropout would make them disagree",
-    "precompute_ref_log_probs": "reference log-probs need the media the collator decodes per batch",
     "use_cpu": "chosen from the machine (no CUDA: CPU)",
     "bf16": "the recipe's precision",
     "fp16": "the recipe's precision (bf16 or fp32; fp16 overflows in the Omni audio tower)",

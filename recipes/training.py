@@ -131,6 +131,13 @@ class Stage(_Section):
                                      "an 'sft' entry in loss_type and loss_weights")
     label_smoothing: float | None = Field(None, ge=0, lt=0.5, description="DPO: robust / exo_pair smoothing",
                                           json_schema_extra={"hf": "label_smoothing"})
+    shared_prefix: bool = Field(True, description="DPO: run each pair's media prompt once for both answers (one "
+                                "packed sequence per pair, same log-probs and gradients); batches whose pairs give "
+                                "the two sides different audio use two full sequences per pair either way")
+    precompute_ref_log_probs: bool = Field(
+        False, description="DPO: run the reference over the dataset once before training and read its log-probs "
+        "from there (TRL's option): no reference pass per step; the reference is fixed",
+        json_schema_extra={"hf": "precompute_ref_log_probs"})
     deepspeed: str | None = Field(None, description="DeepSpeed JSON, absolute or relative to recipes/",
                                   json_schema_extra={"hf": "deepspeed"})
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
@@ -154,6 +161,10 @@ class Stage(_Section):
         if isinstance(raw, dict) and raw.get("kind") == "sft":
             for key in ("beta", "loss_type", "loss_weights", "sft_weight", "label_smoothing", "self_sampled"):
                 if raw.get(key) is not None:
+                    raise ValueError(f"{key}: is a DPO setting; an sft stage has no preference loss (remove it)")
+            # Switches with a default: a recipe written back with every field holds their defaults on sft stages too.
+            for key in ("shared_prefix", "precompute_ref_log_probs"):
+                if key in raw and raw[key] != cls.model_fields[key].default:
                     raise ValueError(f"{key}: is a DPO setting; an sft stage has no preference loss (remove it)")
         return raw
 
@@ -193,6 +204,9 @@ class Stage(_Section):
             if sampled and self.zero_stage() == 3:
                 raise ValueError("self_sampled: the policy generates before DeepSpeed starts, with whole weights on "
                                  "every rank; ZeRO-3 would shard them. Use deepspeed/zero2.json for this stage")
+            if self.precompute_ref_log_probs and self.trainer.get("sync_ref_model"):
+                raise ValueError("precompute_ref_log_probs: a reference synced during training (trainer.sync_ref_model)"
+                                 " cannot be computed once before it; turn one of them off")
             if "exo_pair" in types and not self.label_smoothing:
                 raise ValueError("label_smoothing: exo_pair needs label_smoothing > 0 (EXO paper: 1e-3)")
         if self.deepspeed is not None:

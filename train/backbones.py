@@ -260,18 +260,21 @@ def _tiny_config(family: OmniFamily, tokenizer, size: TinySize = TinySize()):
                   temporal_patch_size=2, out_hidden_size=hidden, num_position_embeddings=256,
                   deepstack_visual_indexes=[0])
     audio.update(n_window=50, downsample_hidden_size=32)
-    text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1)
+    text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=size.intermediate // 4,
+                decoder_sparse_step=1)
     return transformers.Qwen3OmniMoeThinkerConfig(audio_config=audio, vision_config=vision, text_config=text,
                                                   **common)
 
 
-def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int = 0) -> Path:
+def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int = 0,
+                        size: TinySize | None = None) -> Path:
     """Build a tiny random-weight thinker and its processor, save both with ``save_pretrained``; returns the folder.
 
     Args:
         name: a reserved tiny name (keys of ``TINY_BACKBONES``).
         out_dir: where to save; default ``.cache/backbones/<name>``.
         seed: torch seed for the random weights.
+        size: widths and depths (default: the name's own, :data:`TINY_SIZES`); benchmarks build bigger thinkers.
     Raises:
         KeyError: for a name that is not a tiny backbone.
     """
@@ -283,7 +286,7 @@ def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int 
     family = TINY_BACKBONES[name]
     out = Path(out_dir) if out_dir is not None else backbone_cache() / name
     tokenizer = _build_tokenizer(family)
-    size = TINY_SIZES.get(name, TinySize())
+    size = size or TINY_SIZES.get(name, TinySize())
     processor = _build_processor(family, tokenizer, size)
     config = _tiny_config(family, tokenizer, size)
     torch.manual_seed(seed)

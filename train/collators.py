@@ -7,7 +7,8 @@ rendered with the processor's chat template (the video placeholder in the user t
 padding positions are ``-100`` in ``labels`` (SFT) or 0 in ``completion_mask`` (DPO, TRL's convention).
 
 A DPO batch holds the chosen sequences first, then the rejected ones (what TRL's ``DPOTrainer`` splits with
-``chunk(2)``); a pair's two sides may carry different audio.
+``chunk(2)``); a pair's two sides may carry different audio. When both sides of every pair hear the same audio, the
+batch is packed (one sequence per pair, prompt and media once; :mod:`train.shared_prefix`).
 
 :class:`ImageSFTCollator` is the still-image counterpart (``ImageSFTSample`` rows: the spectrogram benchmark's
 finetuning), for vision-language models and omni thinkers alike.
@@ -130,18 +131,96 @@ class SFTCollator(_OmniCollator):
         return out
 
 
+# Columns TRL adds to each row when it precomputes the reference's log-probs (``precompute_ref_log_probs``).
+REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+def _answer_ids(tokenizer, head: str, tail: str) -> list[int]:
+    """Token ids of the answer ``tail`` after the prompt ``head``, checked to be exactly how ``head + tail``
+    tokenises (no token merges across the boundary), so a prompt encoded alone can be followed by these ids.
+
+    Raises:
+        ValueError: when the tokenizer merges across the prompt/answer boundary.
+    """
+    want = tokenizer(tail, add_special_tokens=False)["input_ids"]
+    full = tokenizer(head + tail, add_special_tokens=False)["input_ids"]
+    if full[len(full) - len(want):] != want or full[:len(full) - len(want)] != \
+            tokenizer(head, add_special_tokens=False)["input_ids"]:
+        raise ValueError(f"the prompt and the answer {tail[:40]!r} do not tokenise apart; the tokenizer merges "
+                         "across the prompt/answer boundary (set the stage's shared_prefix: false)")
+    return want
+
+
+def _right_padded(rows: Sequence[torch.Tensor], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of 1-D id tensors padded on the right to the longest."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+    return ids, mask
+
+
 @dataclass
 class DPOCollator(_OmniCollator):
-    """Rows of ``PreferencePair`` -> 2B sequences (chosen rows, then rejected rows) with ``completion_mask``, the
-    processor's video/audio tensors (each side with its own intervened audio) and ``use_audio_in_video``."""
+    """Rows of ``PreferencePair`` -> a DPO batch with ``completion_mask``, the processor's video/audio tensors and
+    ``use_audio_in_video``; TRL's precomputed ``ref_chosen_logps``/``ref_rejected_logps`` columns pass through.
+
+    With ``shared_prefix`` (the default) and both sides of every pair of the batch hearing the same audio, each pair
+    is encoded once as one packed sequence ``prompt + chosen + rejected`` (media processed once per pair; see
+    :mod:`train.shared_prefix`) and TRL gets its unfolded view. Otherwise (or when any pair's sides differ in their
+    audio) 2B full sequences: chosen rows, then rejected rows, each side with its own intervened audio.
+    """
+
+    shared_prefix: bool = True
 
     def __call__(self, rows: list[dict]) -> dict:
-        pairs = [PreferencePair.model_validate(r) for r in rows]
-        chosen = [EncodedRow(p.video, p.start, p.end, p.chosen_intervention, p.prompt, p.chosen) for p in pairs]
-        rejected = [EncodedRow(p.video, p.start, p.end, p.rejected_intervention, p.prompt, p.rejected)
-                    for p in pairs]
-        out, completion = self._encode(chosen + rejected)
-        out["completion_mask"] = completion
+        reference = {k: torch.tensor([float(r[k]) for r in rows]) for k in REFERENCE_COLUMNS if k in rows[0]}
+        pairs = [PreferencePair.model_validate({k: v for k, v in r.items() if k not in REFERENCE_COLUMNS})
+                 for r in rows]
+        if self.shared_prefix and all(p.chosen_intervention == p.rejected_intervention for p in pairs):
+            out = self._encode_packed(pairs)
+        else:
+            chosen = [EncodedRow(p.video, p.start, p.end, p.chosen_intervention, p.prompt, p.chosen)
+                      for p in pairs]
+            rejected = [EncodedRow(p.video, p.start, p.end, p.rejected_intervention, p.prompt, p.rejected)
+                        for p in pairs]
+            out, completion = self._encode(chosen + rejected)
+            out["completion_mask"] = completion
+        out.update(reference)
+        return out
+
+    def _encode_packed(self, pairs: Sequence[PreferencePair]) -> dict:
+        from train.shared_prefix import PACKED_IDS, SEGMENTS
+
+        cache = ClipCache(self.media, self.base_dir)
+        videos = [cache.frames(p.video, p.start, p.end) for p in pairs]
+        audios = [cache.audio(p.video, p.chosen_intervention, p.start, p.end) for p in pairs]
+        separate_audio = not self.media.audio_in_video
+        tokenizer = self.processor.tokenizer
+        heads, answers = [], []
+        for p in pairs:
+            head, chosen = chat_prompt_and_completion(self.processor, p.prompt, p.chosen, audio=separate_audio)
+            _, rejected = chat_prompt_and_completion(self.processor, p.prompt, p.rejected, audio=separate_audio)
+            heads.append(head)
+            answers.append([torch.tensor(_answer_ids(tokenizer, head, t), dtype=torch.long)
+                            for t in (chosen, rejected)])
+        batch = encode(self.processor, self.media, heads, videos, audios, padding_side="right")
+        prompts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
+        pad = tokenizer.pad_token_id
+        packed, _ = _right_padded([torch.cat([q, c, r]) for q, (c, r) in zip(prompts, answers)], pad)
+        # TRL's rows (train.shared_prefix.unfold_index): prompt + chosen, then the prompt's last token + rejected.
+        rows = [torch.cat([q, c]) for q, (c, _) in zip(prompts, answers)]
+        rows += [torch.cat([q[-1:], r]) for q, (_, r) in zip(prompts, answers)]
+        ids, mask = _right_padded(rows, pad)
+        completion = torch.zeros_like(ids)
+        for i, (q, (c, r)) in enumerate(zip(prompts, answers)):
+            completion[i, len(q):len(q) + len(c)] = 1
+            completion[len(pairs) + i, 1:1 + len(r)] = 1
+        out = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+        out.update(input_ids=ids, attention_mask=mask, completion_mask=completion, **{PACKED_IDS: packed})
+        out[SEGMENTS] = torch.tensor([[len(q), len(c), len(r)] for q, (c, r) in zip(prompts, answers)])
+        out.update(forward_kwargs(self.media, has_video_audio=True))
         return out
 
 

@@ -24,6 +24,10 @@ from train.runtime import (StageContext, TrainingSetupError, barrier, check_hard
 # Stage settings that only say how long to train or how often to log/save: changing them continues a run
 # (e.g. --set stages.dpo.max_steps=2000 after a 1000-step run) instead of refusing to mix settings.
 _LENGTH_KNOBS = ("epochs", "max_steps", "save_steps", "save_total_limit", "logging_steps", "num_workers")
+# Stage settings that say how a DPO step is computed, not what it computes (the same log-probs and gradients up to
+# float rounding): switching them neither refuses nor retrains a stage, and runs from before they existed keep
+# their fingerprints.
+_EXECUTION_KNOBS = ("shared_prefix", "precompute_ref_log_probs")
 
 
 def _base_ref(backbone: str) -> str:
@@ -49,7 +53,7 @@ def _finish_wandb_run() -> None:
 def _fingerprints(ctx: StageContext, base_fp: str) -> tuple[str, str]:
     """(compat, full) fingerprints of a stage: compat leaves out the length knobs."""
     recipe, stage = ctx.recipe, ctx.stage
-    settings = stage.model_dump(mode="json")
+    settings = {k: v for k, v in stage.model_dump(mode="json").items() if k not in _EXECUTION_KNOBS}
     compat = {k: v for k, v in settings.items() if k not in _LENGTH_KNOBS}
     common = {"stage": ctx.name, "base": base_fp, "lora": recipe.lora.model_dump(mode="json"),
               "quantization": recipe.quantization.model_dump(mode="json"), "precision": recipe.precision,
