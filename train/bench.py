@@ -272,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-runs", type=int, default=1, help="runs of the demo (default 1)")
     parser.add_argument("--json", default=None, metavar="OUT", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    # Before any section loads torch's OpenMP: idle worker threads then sleep instead of spinning, which on a busy
+    # machine would count as CPU time of the step being measured.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.runs < 1 or args.demo_runs < 1:
         parser.error("--runs and --demo-runs must be at least 1")
     if args.only:
