@@ -113,7 +113,8 @@ def score_options(model, processor, media: MediaSettings, prompt: str, options: 
     answers = [_ids(tok, opt + end) for opt in options]
     if any(_ids(tok, head + opt + end) != _ids(tok, head) + ids for opt, ids in zip(options, answers)):
         return score_unshared(model, processor, media, prompt, options, frames=frames, audio=audio, image=image)
-    split = _media_split(tok, head, prompt)
+    # Without a SharedMedia nothing outlives this call: the whole prompt is one prefix (one pass, not two).
+    split = _media_split(tok, head, prompt) if shared is not None else len(head)
     key = (id(model), head[:split], media_digest(frames, audio, image), media.model_dump_json())
 
     def build() -> _Prefix:

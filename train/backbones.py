@@ -113,6 +113,7 @@ class TinySize:
     vision_depth: int = 1
     vision_width: int = 32
     audio_chunk_s: int = 30
+    moe_intermediate: int = 32  # Qwen3-Omni: width of each of its 4 experts (2 active per token)
 
 
 # The default tiny size exercises the machinery; "-listen" is big enough to learn the synthetic "listen" world on
@@ -260,7 +261,8 @@ def _tiny_config(family: OmniFamily, tokenizer, size: TinySize = TinySize()):
                   temporal_patch_size=2, out_hidden_size=hidden, num_position_embeddings=256,
                   deepstack_visual_indexes=[0])
     audio.update(n_window=50, downsample_hidden_size=32)
-    text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1)
+    text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=size.moe_intermediate,
+                decoder_sparse_step=1)
     return transformers.Qwen3OmniMoeThinkerConfig(audio_config=audio, vision_config=vision, text_config=text,
                                                   **common)
 
@@ -275,20 +277,24 @@ def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int 
     Raises:
         KeyError: for a name that is not a tiny backbone.
     """
+    if name not in TINY_BACKBONES:
+        raise KeyError(f"{name!r} is not a tiny backbone; choose one of {sorted(TINY_BACKBONES)}")
+    out = Path(out_dir) if out_dir is not None else backbone_cache() / name
+    model, processor, tokenizer = build_thinker(TINY_BACKBONES[name], TINY_SIZES.get(name, TinySize()), seed)
+    return save_tiny(model, processor, tokenizer, name, out)
+
+
+def build_thinker(family: OmniFamily, size: TinySize = TinySize(), seed: int = 0):
+    """A random-weight thinker of ``family`` at ``size``, in memory: the tiny backbones, and the larger ones the
+    benchmarks build. Returns (model, processor, tokenizer)."""
     import torch
     import transformers
 
-    if name not in TINY_BACKBONES:
-        raise KeyError(f"{name!r} is not a tiny backbone; choose one of {sorted(TINY_BACKBONES)}")
-    family = TINY_BACKBONES[name]
-    out = Path(out_dir) if out_dir is not None else backbone_cache() / name
     tokenizer = _build_tokenizer(family)
-    size = TINY_SIZES.get(name, TinySize())
     processor = _build_processor(family, tokenizer, size)
     config = _tiny_config(family, tokenizer, size)
     torch.manual_seed(seed)
-    model = getattr(transformers, family.model_class)(config)
-    return save_tiny(model, processor, tokenizer, name, out)
+    return getattr(transformers, family.model_class)(config), processor, tokenizer
 
 
 def save_tiny(model, processor, tokenizer, name: str, out: Path) -> Path:
