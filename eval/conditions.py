@@ -148,10 +148,9 @@ def evaluate_conditions(ctx, suite: str, items: Sequence[ConditionItem], spec: I
     the cache when there (the merge pass completes them).
     """
     from eval.reliance import plot_fragments, summarise
-    from eval.scoring import SharedMedia, score_options
+    from eval.scoring import score_options
 
     rank, world = ctx.shard
-    shared = SharedMedia()
     table: dict[str, dict[str, list[bool]]] = {}
     rows = []
     unit = 0
@@ -164,7 +163,7 @@ def evaluate_conditions(ctx, suite: str, items: Sequence[ConditionItem], spec: I
             frames, audio = media[0]
             shown = condition_audio(audio, ctx.media.sample_rate, cond)
             s = score_options(ctx.model, ctx.processor, ctx.media, item.prompt, list(item.options), frames=frames,
-                              audio=shown, shared=shared)
+                              audio=shown)
             return {"logprob": list(s.logprob), "n_tokens": list(s.n_tokens)}
 
         for cond in expand(spec, item.duration):

@@ -104,14 +104,13 @@ def score_options(model, processor, media: MediaSettings, prompt: str, options: 
     """
     import torch
 
-    video = frames is not None
-    separate_audio = audio is not None and not (video and media.audio_in_video)
-    messages = chat_messages(prompt, video=video, audio=separate_audio, images=int(image is not None))
-    head = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    head = _head(processor, media, prompt, frames, audio, image)
     tok = processor.tokenizer
     end = tok.eos_token or ""
     answers = [_ids(tok, opt + end) for opt in options]
-    if any(_ids(tok, head + opt + end) != _ids(tok, head) + ids for opt, ids in zip(options, answers)):
+    head_ids = _ids(tok, head)
+    if any(_ids(tok, head + opt + end) != head_ids + ids for opt, ids in zip(options, answers)):
+        # An answer that merges with the prompt's last token has no clean prefix: score full sequences.
         return score_unshared(model, processor, media, prompt, options, frames=frames, audio=audio, image=image)
     # Without a SharedMedia nothing outlives this call: the whole prompt is one prefix (one pass, not two).
     split = _media_split(tok, head, prompt) if shared is not None else len(head)
@@ -123,6 +122,14 @@ def score_options(model, processor, media: MediaSettings, prompt: str, options: 
     with torch.no_grad():
         prefix = (shared or SharedMedia()).get(key, build)
         return _score_after(model, prefix, _ids(tok, head[split:]), answers, tok.pad_token_id or 0)
+
+
+def _head(processor, media: MediaSettings, prompt: str, frames, audio, image) -> str:
+    """The rendered conversation up to the assistant's answer: media placeholders, then ``prompt``."""
+    video = frames is not None
+    separate_audio = audio is not None and not (video and media.audio_in_video)
+    messages = chat_messages(prompt, video=video, audio=separate_audio, images=int(image is not None))
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def _ids(tok, text: str) -> list[int]:
@@ -212,9 +219,7 @@ def score_unshared(model, processor, media: MediaSettings, prompt: str, options:
     import torch
 
     video = frames is not None
-    separate_audio = audio is not None and not (video and media.audio_in_video)
-    messages = chat_messages(prompt, video=video, audio=separate_audio, images=int(image is not None))
-    head = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    head = _head(processor, media, prompt, frames, audio, image)
     tok = processor.tokenizer
     end = tok.eos_token or ""
     texts = [head + opt + end for opt in options]

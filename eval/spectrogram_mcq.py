@@ -25,7 +25,7 @@ import numpy as np
 from data_builders.annotations import write_jsonl
 from data_builders.spectrogram_mcq import CONDITIONS, SpectrogramItem, prompt, read_items
 from eval.context import EvalContext
-from eval.scoring import SharedMedia, score_options
+from eval.scoring import score_options
 from eval.spectrogram_baselines import Accuracy, text_only_baselines
 from eval.spectrogram_references import human_reference, nearest_option, published
 
@@ -75,14 +75,13 @@ def _audio(item: SpectrogramItem, root: Path, sample_rate: int) -> np.ndarray:
     return librosa.resample(y, orig_sr=sr, target_sr=sample_rate) if sr != sample_rate else y
 
 
-def predict(ctx: EvalContext, item: SpectrogramItem, root: Path, cond: Condition, normalise: bool,
-            shared: SharedMedia | None = None) -> dict:
+def predict(ctx: EvalContext, item: SpectrogramItem, root: Path, cond: Condition, normalise: bool) -> dict:
     """Score one item under one condition; returns {"pred", "logprob", "n_tokens"} (JSON, cached)."""
     options = getattr(item.options, cond.option_kind)
     text = prompt(options, cond.option_kind, cond.shown)
     audio = _audio(item, root, ctx.media.sample_rate) if cond.shown == "audio" else None
     scores = score_options(ctx.model, ctx.processor, ctx.media, text, options, image=_image(item, root, cond.shown),
-                           audio=audio, shared=shared)
+                           audio=audio)
     return {"pred": scores.best(normalise), "logprob": list(scores.logprob), "n_tokens": list(scores.n_tokens)}
 
 
@@ -182,7 +181,6 @@ def run(ctx: EvalContext) -> dict:
         raise ValueError(f"{path} has no items in split {split!r}")
     root = path.parent
     omni = ctx.takes_audio()
-    shared = SharedMedia()
     rank, world = ctx.shard
     rows = []
     sections: dict[str, dict] = {"conditions": {}, "ablations": {}}
@@ -193,7 +191,7 @@ def run(ctx: EvalContext) -> dict:
             for i, item in enumerate(items):
                 inputs = item_inputs(item, root)
                 if i % world == rank:
-                    value = ctx.cached(SUITE, item.id, settings, lambda: predict(ctx, item, root, cond, normalise, shared),
+                    value = ctx.cached(SUITE, item.id, settings, lambda: predict(ctx, item, root, cond, normalise),
                                        inputs)
                 else:  # another data-parallel process computes it; use it when it is already there
                     value = ctx.lookup(SUITE, item.id, settings, inputs)

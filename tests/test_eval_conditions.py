@@ -78,7 +78,7 @@ class Hears:
     def __init__(self, right: dict[str, int]):
         self.right, self.calls = right, 0
 
-    def __call__(self, model, processor, media, prompt, options, frames=None, audio=None, image=None, shared=None):
+    def __call__(self, model, processor, media, prompt, options, frames=None, audio=None, image=None):
         self.calls += 1
         pick = self.right[prompt] if audio is not None and np.abs(audio).max() > 0.1 else 0
         return scoring.OptionScores(tuple(0.0 if i == pick else -3.0 for i in range(len(options))),

@@ -4,7 +4,7 @@ scoring every option as a full sequence, and the processor and encoders run once
 Tolerance: 1e-4 absolute on each option's summed log-probability (float32). The shared path computes the same
 function, but the prompt's attention and matmuls run with other shapes (one row instead of one per option, the
 options' keys split between a cache and a new block), so sums are reduced in another order: the differences seen
-are 1e-6 to 2e-5 over sums of 2-12 tokens of magnitude ~5-10 each, while a wrong position, mask or token shows as
+are 1e-6 to 2e-5 over sums of 2-18 tokens of magnitude ~5-10 each, while a wrong position, mask or token shows as
 differences of 1e-2 and more.
 """
 
@@ -21,7 +21,8 @@ from recipes.media import MediaSettings
 
 TOL = 1e-4
 MEDIA = dict(fps=1, max_frames=4, max_pixels=28 * 28 * 8)
-# Options of different token lengths (1 to ~12 tokens with the tiny tokenizer), as Thud's and the MCQ suites' are.
+# Options of different token lengths (2 to 18 tokens with the tiny tokenizer, end of turn included), as the
+# suites' options are.
 OPTIONS = ["Yes.", "No, the sound is not in sync with what happens.", "Delayed", "I cannot tell", "B"]
 QUESTIONS = ["Is the sound in sync with the video?", "Is anything heard at all?", "Does it sound like the scene?"]
 
