@@ -40,7 +40,12 @@ def test_tiny_vlm_scores_all_conditions_and_ablations(tmp_path, items_path):
 
     model, processor = load_backbone("tiny-qwen2.5-vl", cache_dir=tmp_path / "bb")
     ctx = _ctx(model, processor, tmp_path, items_path, limit=2)
+    images = []
+    model.model.visual.register_forward_hook(lambda *_: images.append(1))
     res = get_suite("spectrogram_mcq")(ctx)
+    # Each item's three images (spectrogram, with waveform, blank) are encoded once for its graphemic and phonemic
+    # questions together.
+    assert len(images) == 2 * 3
     assert set(res["conditions"]) == {"graphemic/spectrogram", "graphemic/spectrogram+waveform",
                                       "phonemic/spectrogram", "phonemic/spectrogram+waveform"}
     assert set(res["ablations"]) == {"graphemic/blank", "phonemic/blank", "graphemic/none", "phonemic/none"}
