@@ -121,7 +121,8 @@ def score_options(model, processor, media: MediaSettings, prompt: str, options: 
 
     with torch.no_grad():
         prefix = (shared or SharedMedia()).get(key, build)
-        return _score_after(model, prefix, _ids(tok, head[split:]), answers, tok.pad_token_id or 0)
+        return _score_after(model, prefix, _ids(tok, head[split:]), answers, tok.pad_token_id or 0,
+                            keep=shared is not None)
 
 
 def _head(processor, media: MediaSettings, prompt: str, frames, audio, image) -> str:
@@ -183,13 +184,15 @@ def _positions(prefix: _Prefix, start: int, n: int, rows: int, device):
     return torch.cat([text.unsqueeze(0), rope])
 
 
-def _score_after(model, prefix: _Prefix, tail: list[int], answers: list[list[int]], pad_id: int) -> OptionScores:
-    """Run the question's ``tail`` once on a copy of the prefix cache, then every answer in one batch over it."""
+def _score_after(model, prefix: _Prefix, tail: list[int], answers: list[list[int]], pad_id: int,
+                 keep: bool = True) -> OptionScores:
+    """Run the question's ``tail`` once on the prefix cache, then every answer in one batch over it. With ``keep``
+    the prefix's own cache is left as it was (the pass runs on a copy) for the next question on the same media."""
     import torch
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
-    cache = DynamicCache(list(prefix.cache))  # a copy: the shared prefix stays as it was for the next question
+    cache = DynamicCache(list(prefix.cache)) if keep else prefix.cache
     first = prefix.next_logprobs
     if tail:
         out = model(input_ids=torch.tensor([tail], device=device), cache=cache, use_cache=True,
@@ -199,11 +202,12 @@ def _score_after(model, prefix: _Prefix, tail: list[int], answers: list[list[int
     longest = max(len(a) for a in answers)
     scores = [float(first[a[0]]) if a else 0.0 for a in answers]
     if longest > 1:
-        # Right-padded rows: under the causal mask a real token never sees the padding after it.
+        # Each answer but its last token (whose prediction of what follows is not scored), right-padded: under the
+        # causal mask a real token never sees the padding after it.
         cache.batch_repeat_interleave(len(answers))
-        ids = torch.tensor([a + [pad_id] * (longest - len(a)) for a in answers], device=device)
+        ids = torch.tensor([a[:-1] + [pad_id] * (longest - len(a)) for a in answers], device=device)
         out = model(input_ids=ids, cache=cache, use_cache=True,
-                    position_ids=_positions(prefix, start, longest, len(answers), device))
+                    position_ids=_positions(prefix, start, longest - 1, len(answers), device))
         logprobs = torch.log_softmax(out.logits.float(), dim=-1)
         for row, a in enumerate(answers):
             if len(a) > 1:

@@ -82,8 +82,9 @@ def test_shared_prefix_scores_equal_full_sequences(tiny_backbones, clip, family,
             _close(got, expected[(cond, q)])
     # Two clip+condition pairs, three questions each: the processor and each encoder ran once per pair.
     assert counts.n == {"encode": 2, "audio": 2, "vision": 2}
-    # Without a SharedMedia each call still scores all options from one encoding of the media.
-    score_options(model, processor, media, QUESTIONS[0], OPTIONS, frames=decoded.frames, audio=decoded.audio)
+    # Without a SharedMedia each call still scores all options from one encoding of the media (one prefix pass).
+    _close(score_options(model, processor, media, QUESTIONS[0], OPTIONS, frames=decoded.frames, audio=decoded.audio),
+           expected[("original", QUESTIONS[0])])
     assert counts.n == {"encode": 3, "audio": 3, "vision": 3}
 
 
