@@ -37,12 +37,13 @@ THUD_CLIPS = 2
 
 
 def _row(name: str, unit: str, values: list[float], target: str | None = None) -> dict:
-    out = {"name": name, "unit": unit, "min": min(values), "median": statistics.median(values)}
+    out = {"name": name, "unit": unit, "min": min(values), "median": statistics.median(values), "runs": len(values)}
     return out | ({"target": target} if target else {})
 
 
 def _ratio(name: str, num: dict, den: dict, target: str | None = None) -> dict:
-    out = {"name": name, "unit": "x", "min": num["min"] / den["min"], "median": num["median"] / den["median"]}
+    out = {"name": name, "unit": "x", "min": num["min"] / den["min"], "median": num["median"] / den["median"],
+           "runs": num["runs"]}
     return out | ({"target": target} if target else {})
 
 
@@ -142,13 +143,15 @@ def _thud_rows(model, processor, media, annotations: Path, root: Path, runs: int
         # items/s: the best run is the shortest time, so min and median swap places.
         rates = [questions / t for t in times]
         rows.append({"name": f"Thud closed-set items/s, {how} ({questions} questions, {THUD_CLIPS} clips)",
-                     "unit": "items/cpu s", "min": min(rates), "median": statistics.median(rates)})
+                     "unit": "items/cpu s", "min": min(rates), "median": statistics.median(rates),
+                     "runs": len(rates)})
     return rows
 
 
 def bench(runs: int = 5) -> list[dict]:
-    """Rows ``{"name", "unit", "min", "median"[, "target"]}``: per family one prompt forward, 5-option scoring
-    shared and unshared, their ratios; then Thud closed-set items per second on the Qwen2.5-Omni thinker."""
+    """Rows ``{"name", "unit", "min", "median", "runs"[, "target"]}``: per family one prompt forward, 5-option
+    scoring shared and unshared, their ratios; then Thud closed-set items per CPU second on the Qwen2.5-Omni
+    thinker (at most 2 timed passes, 1 with full sequences)."""
     import torch
 
     from data_builders.media import load_clip
