@@ -12,6 +12,7 @@ machine wall time mostly measures the neighbours. Figures, not a test: they depe
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -21,11 +22,10 @@ from typing import Callable
 
 from eval.thud.prompts import closed_set_question
 
-# Tens of millions of parameters (about 30M for Qwen2.5-Omni, 40M with 4 experts for Qwen3-Omni): big enough that
-# the thinker's arithmetic, not Python, dominates.
-# head_dim 64, so the rotary sections sum to 32.
+# Tens of millions of parameters (about 30M for each family; Qwen3-Omni's 4 experts are a quarter as wide each):
+# big enough that the thinker's arithmetic, not Python, dominates. head_dim 64, so the rotary sections sum to 32.
 SIZE = dict(hidden=512, layers=8, heads=8, kv_heads=2, intermediate=1536, mrope_section=(8, 12, 12),
-            audio_layers=4, audio_width=256, vision_depth=4, vision_width=256, audio_chunk_s=30, moe_intermediate=768)
+            audio_layers=4, audio_width=256, vision_depth=4, vision_width=256, audio_chunk_s=30)
 # 4 s of a synthetic clip (168x140) at 4 fps: a prompt of about 450 tokens, most of them video and audio (real
 # checkpoints see thousands: there the options' share, and so the ratio, is smaller still).
 MEDIA = dict(fps=4.0, max_frames=16, max_clip_seconds=4.0)
@@ -88,14 +88,15 @@ def _unshared():
         suite.score_options = real
 
 
-def _family_rows(label: str, family, media, frames, audio, runs: int) -> tuple[list[dict], object, object]:
+def _family_rows(name: str, root: Path, media, frames, audio, runs: int) -> tuple[list[dict], object, object]:
     import torch
 
     from eval.scoring import score_options, score_unshared
-    from train.backbones import TinySize, build_thinker
+    from train.backbones import TinySize, build_tiny_backbone, load_backbone
     from train.inputs import chat_messages, encode, forward_kwargs
 
-    model, processor, _ = build_thinker(family, TinySize(**SIZE))
+    label = name.removeprefix("tiny-")
+    model, processor = load_backbone(str(build_tiny_backbone(name, root / name, size=TinySize(**SIZE))))
     model.eval()
     head = processor.apply_chat_template(chat_messages(PROMPT, video=True, audio=not media.audio_in_video),
                                          tokenize=False, add_generation_prompt=True)
@@ -156,7 +157,6 @@ def bench(runs: int = 5) -> list[dict]:
 
     from data_builders.media import load_clip
     from recipes.media import MediaSettings
-    from train.backbones import QWEN3_OMNI, QWEN25_OMNI
 
     torch.manual_seed(0)
     media = MediaSettings(**MEDIA)
@@ -166,8 +166,8 @@ def bench(runs: int = 5) -> list[dict]:
         annotations = _clips(root / "clips")
         clip = load_clip(next(iter((root / "clips").rglob("*.mp4"))), media)
         kept = None
-        for label, family in (("qwen3-omni", QWEN3_OMNI), ("qwen2.5-omni", QWEN25_OMNI)):
-            fam_rows, model, processor = _family_rows(label, family, media, clip.frames, clip.audio, runs)
+        for name in ("tiny-qwen3-omni", "tiny-qwen2.5-omni"):
+            fam_rows, model, processor = _family_rows(name, root, media, clip.frames, clip.audio, runs)
             rows += fam_rows
             kept = (model, processor)
         # A Thud pass takes seconds (tens with full sequences): at most two timed passes keep this short.
@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_scoring", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed repeats of each figure (after one warm-up)")
     args = parser.parse_args(argv)
+    # Before torch loads OpenMP: idle worker threads then sleep instead of spinning, which would count as CPU time.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from recipes.quiet import quiet_startup
 
     quiet_startup()

@@ -113,7 +113,6 @@ class TinySize:
     vision_depth: int = 1
     vision_width: int = 32
     audio_chunk_s: int = 30
-    moe_intermediate: int = 32  # Qwen3-Omni: width of each of its 4 experts (2 active per token)
 
 
 # The default tiny size exercises the machinery; "-listen" is big enough to learn the synthetic "listen" world on
@@ -261,40 +260,38 @@ def _tiny_config(family: OmniFamily, tokenizer, size: TinySize = TinySize()):
                   temporal_patch_size=2, out_hidden_size=hidden, num_position_embeddings=256,
                   deepstack_visual_indexes=[0])
     audio.update(n_window=50, downsample_hidden_size=32)
-    text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=size.moe_intermediate,
+    text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=size.intermediate // 4,
                 decoder_sparse_step=1)
     return transformers.Qwen3OmniMoeThinkerConfig(audio_config=audio, vision_config=vision, text_config=text,
                                                   **common)
 
 
-def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int = 0) -> Path:
+def build_tiny_backbone(name: str, out_dir: str | Path | None = None, seed: int = 0,
+                        size: TinySize | None = None) -> Path:
     """Build a tiny random-weight thinker and its processor, save both with ``save_pretrained``; returns the folder.
 
     Args:
         name: a reserved tiny name (keys of ``TINY_BACKBONES``).
         out_dir: where to save; default ``.cache/backbones/<name>``.
         seed: torch seed for the random weights.
+        size: widths and depths (default: the name's own, :data:`TINY_SIZES`); benchmarks build bigger thinkers.
     Raises:
         KeyError: for a name that is not a tiny backbone.
     """
-    if name not in TINY_BACKBONES:
-        raise KeyError(f"{name!r} is not a tiny backbone; choose one of {sorted(TINY_BACKBONES)}")
-    out = Path(out_dir) if out_dir is not None else backbone_cache() / name
-    model, processor, tokenizer = build_thinker(TINY_BACKBONES[name], TINY_SIZES.get(name, TinySize()), seed)
-    return save_tiny(model, processor, tokenizer, name, out)
-
-
-def build_thinker(family: OmniFamily, size: TinySize = TinySize(), seed: int = 0):
-    """A random-weight thinker of ``family`` at ``size``, in memory: the tiny backbones, and the larger ones the
-    benchmarks build. Returns (model, processor, tokenizer)."""
     import torch
     import transformers
 
+    if name not in TINY_BACKBONES:
+        raise KeyError(f"{name!r} is not a tiny backbone; choose one of {sorted(TINY_BACKBONES)}")
+    family = TINY_BACKBONES[name]
+    out = Path(out_dir) if out_dir is not None else backbone_cache() / name
     tokenizer = _build_tokenizer(family)
+    size = size or TINY_SIZES.get(name, TinySize())
     processor = _build_processor(family, tokenizer, size)
     config = _tiny_config(family, tokenizer, size)
     torch.manual_seed(seed)
-    return getattr(transformers, family.model_class)(config), processor, tokenizer
+    model = getattr(transformers, family.model_class)(config)
+    return save_tiny(model, processor, tokenizer, name, out)
 
 
 def save_tiny(model, processor, tokenizer, name: str, out: Path) -> Path:

@@ -20,7 +20,7 @@ from data_builders.interventions import apply_intervention
 from data_builders.media import load_audio, load_clip
 from eval.conditions import InputConditions, evaluate_conditions
 from eval.context import EvalContext
-from eval.scoring import SharedMedia, score_options
+from eval.scoring import score_options
 from eval.stats import wilson_pct
 from eval.thud.items import DEFAULT_MARGIN, DEFAULT_OFFSETS, ThudItem, held_out_clips, plan_items, read_sync_set
 from eval.thud.judge import JudgeConfig, Verdict, make_judge
@@ -126,6 +126,8 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
 
     With a judge, free-form answers in its scope (every answer by default) take the judge's label
     (``labelled_by: judge``); the parser's label and offset stay beside it (``parser_label``, ``parser_offset``)."""
+    from eval.scoring import SharedMedia
+
     media = _Media(ctx)
     shared = SharedMedia()  # the questions on one clip and condition encode it once
     rank, world = ctx.shard
