@@ -129,7 +129,6 @@ def run(ctx: EvalContext) -> dict:
         ValueError: bad options, no valid item, or a model without audio input.
     """
     from data_builders.sound_world import default_world
-    from train.inputs import takes_audio
 
     opts = AudioMcqOptions.model_validate(ctx.options)
     path = Path(opts.items) if opts.items else default_world(opts.world_per_class, ctx.seed) / "audio_mcq.jsonl"
@@ -138,7 +137,7 @@ def run(ctx: EvalContext) -> dict:
     if not items:
         raise ValueError(f"{path}: no valid question to evaluate ({len(quarantined)} quarantined: "
                          f"{[q['reason'] for q in quarantined[:3]]})")
-    if not takes_audio(ctx.processor):
+    if not ctx.takes_audio():
         raise ValueError("audio_mcq needs a model that takes audio (an Omni thinker); this processor has no "
                          "audio feature extractor")
     spec = opts.input_conditions or InputConditions(no_audio=[])

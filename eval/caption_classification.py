@@ -183,14 +183,13 @@ def run(ctx: EvalContext) -> dict:
     from data_builders.media import load_audio, load_clip
     from data_builders.sound_world import default_world
     from eval.embedders import load_embedder
-    from train.inputs import takes_audio
 
     opts = CaptionOptions.model_validate(ctx.options)
     if not opts.embedder:
         raise ValueError("caption_classification needs the option embedder=MODEL (a sentence-transformers folder "
                          "or cached hub id, e.g. sentence-transformers/all-MiniLM-L6-v2; "
                          "tiny-sentence-embedder exercises the machinery offline)")
-    if not takes_audio(ctx.processor):
+    if not ctx.takes_audio():
         raise ValueError("caption_classification needs a model that takes audio (an Omni thinker)")
     folder = Path(opts.data) if opts.data else default_world(opts.world_per_class, ctx.seed)
     clips, quarantined = read_labelled(folder)

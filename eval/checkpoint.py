@@ -140,11 +140,7 @@ def load_checkpoint(path: str | Path, *, recipe=None, dtype: Any = None, device_
 
     name = str(path)
     folder = Path(name)
-    if folder.is_dir():
-        check_checkpoint_files(folder)
-    saved = checkpoint_recipe(folder) if folder.is_dir() else None
-    recipe = saved or recipe
-    media = recipe.media if recipe is not None else MediaSettings()
+    recipe, media = checkpoint_settings(path, recipe)
     if folder.is_dir() and (folder / "adapter_config.json").is_file():
         from peft import PeftModel
 
@@ -160,3 +156,40 @@ def load_checkpoint(path: str | Path, *, recipe=None, dtype: Any = None, device_
     model.eval()
     return LoadedCheckpoint(name=name, model=model, processor=processor, media=media, recipe=recipe,
                             fingerprint=checkpoint_identity(path), kind=kind)
+
+
+def checkpoint_settings(path: str | Path, recipe=None) -> tuple[Any, MediaSettings]:
+    """(recipe, media settings) :func:`load_checkpoint` evaluates ``path`` with, without loading it: the
+    checkpoint's own ``recipe.yaml``, else ``recipe``. A folder's weight files are checked complete first.
+
+    Raises:
+        CheckpointError
+    """
+    folder = Path(str(path))
+    if folder.is_dir():
+        check_checkpoint_files(folder)
+    recipe = (checkpoint_recipe(folder) if folder.is_dir() else None) or recipe
+    return recipe, recipe.media if recipe is not None else MediaSettings()
+
+
+class LazyCheckpoint:
+    """What :func:`load_checkpoint` returns, with the model and processor loaded on first use: name, recipe, media
+    settings and fingerprint come from files alone, so an evaluation whose predictions are all cached never loads.
+
+    Raises (at construction):
+        CheckpointError, FileNotFoundError: as :func:`load_checkpoint` would.
+    """
+
+    def __init__(self, path: str | Path, *, recipe=None, dtype: Any = None, device: Any = None):
+        self.name, self._recipe_arg, self._dtype, self._device = str(path), recipe, dtype, device
+        self.recipe, self.media = checkpoint_settings(path, recipe)
+        self.fingerprint = checkpoint_identity(path)
+        self._loaded: LoadedCheckpoint | None = None
+
+    def load(self) -> tuple[Any, Any]:
+        """(model, processor), loaded once (and moved to ``device`` unless that is the CPU)."""
+        if self._loaded is None:
+            self._loaded = load_checkpoint(self.name, recipe=self._recipe_arg, dtype=self._dtype)
+            if self._device is not None and str(self._device) != "cpu":
+                self._loaded.model.to(self._device)
+        return self._loaded.model, self._loaded.processor

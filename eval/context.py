@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -139,7 +138,10 @@ class PredictionCache:
             self.hits += 1
             return self._data[key]
         self.misses += 1
-        value = compute()
+        return self.put(key, compute())
+
+    def put(self, key: str, value: Any) -> Any:
+        """Store ``value`` under ``key`` (appended and flushed to the file); returns ``value``."""
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": key, "value": value}) + "\n")
             fh.flush()
@@ -148,21 +150,49 @@ class PredictionCache:
         return value
 
 
-@dataclass
 class EvalContext:
-    """Everything a suite's ``run(ctx)`` needs. ``options`` are the suite's settings (recipe or command line)."""
+    """Everything a suite's ``run(ctx)`` needs. ``options`` are the suite's settings (recipe or command line).
 
-    checkpoint: Path
-    fingerprint: str
-    model: Any
-    processor: Any
-    media: MediaSettings
-    out_dir: Path
-    cache: PredictionCache
-    options: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    # Data-parallel evaluation (accelerate): this process computes the items whose index % world == rank.
-    shard: tuple[int, int] = (0, 1)
+    ``model`` and ``processor`` are given, or loaded by ``load`` (returning both) the first time a suite reads
+    either: a suite reads them only to compute a prediction the cache lacks, so a fully cached evaluation never
+    loads the checkpoint.
+    """
+
+    def __init__(self, checkpoint: Path, fingerprint: str, media: MediaSettings, out_dir: Path,
+                 cache: PredictionCache, model: Any = None, processor: Any = None,
+                 options: dict[str, Any] | None = None, seed: int = 0, shard: tuple[int, int] = (0, 1),
+                 load: Callable[[], tuple[Any, Any]] | None = None):
+        self.checkpoint, self.fingerprint, self.media, self.out_dir = checkpoint, fingerprint, media, out_dir
+        self.cache, self.options, self.seed = cache, dict(options or {}), seed
+        # Data-parallel evaluation (accelerate): this process computes the items whose index % world == rank.
+        self.shard = shard
+        self._model, self._processor, self._load = model, processor, load
+
+    def _loaded(self) -> None:
+        if self._load is not None:
+            self._model, self._processor = self._load()
+            self._load = None
+
+    @property
+    def model(self) -> Any:
+        self._loaded()
+        return self._model
+
+    @property
+    def processor(self) -> Any:
+        self._loaded()
+        return self._processor
+
+    def takes_audio(self) -> bool:
+        """Whether the checkpoint's processor encodes audio, remembered in the prediction cache (not counted as a
+        prediction), so suites can plan their items without loading the checkpoint."""
+        from train.inputs import takes_audio
+
+        key = self.key("checkpoint", "takes_audio", {})
+        value = self.cache.peek(key)
+        if value is None:
+            value = self.cache.put(key, bool(takes_audio(self.processor)))
+        return bool(value)
 
     def key(self, suite: str, item_id: str, settings: dict, inputs: Any = None) -> str:
         """The cache key of one item's prediction under ``settings``; ``inputs`` is what the prediction is computed

@@ -103,18 +103,18 @@ def run(ctx: EvalContext) -> dict:
     from data_builders.media import load_audio
     from data_builders.sound_world import CONCEPT_PAIRS, default_world
     from eval.caption_classification import read_labelled
-    from eval.scoring import score_options
+    from eval.scoring import SharedMedia, score_options
     from eval.spectrogram_baselines import Accuracy
-    from train.inputs import takes_audio
 
     opts = HierarchyOptions.model_validate(ctx.options)
     pairs = read_pairs(opts.pairs or CONCEPT_PAIRS)[:opts.limit]
     folder = Path(opts.data) if opts.data else default_world(opts.world_per_class, ctx.seed)
     clips, _ = read_labelled(folder)
-    if {"mixed", "audio"} & set(opts.probes) and not takes_audio(ctx.processor):
+    if {"mixed", "audio"} & set(opts.probes) and not ctx.takes_audio():
         raise ValueError("hierarchy probes 'mixed' and 'audio' need a model that takes audio; use probes: [text]")
     sr = ctx.media.sample_rate
     audio = {}
+    shared = SharedMedia()  # the questions asked about one clip (or none) encode it once
 
     def wave(clip) -> np.ndarray:
         if clip.file not in audio:
@@ -151,7 +151,8 @@ def run(ctx: EvalContext) -> dict:
                         elif probe == "audio":
                             shown = np.concatenate([wave(clip_a), np.zeros(int(GAP_SECONDS * sr), np.float32),
                                                     wave(clip_b)])
-                        s = score_options(ctx.model, ctx.processor, ctx.media, prompt, list(ANSWERS), audio=shown)
+                        s = score_options(ctx.model, ctx.processor, ctx.media, prompt, list(ANSWERS), audio=shown,
+                                          shared=shared)
                         return {"logprob": list(s.logprob), "n_tokens": list(s.n_tokens)}
 
                     settings = {"prompt": prompt, "options": list(ANSWERS)}

@@ -212,7 +212,7 @@ def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]],
     Raises:
         eval.options.SuiteOptionsError: a suite's options do not fit its typed model (nothing is evaluated).
     """
-    from eval.checkpoint import load_checkpoint
+    from eval.checkpoint import LazyCheckpoint
     from eval.options import check_options
     from eval.report import write_report
 
@@ -221,12 +221,14 @@ def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]],
     dist = _distributed()
     out_dir = Path(out_dir)
     dtype = eval_dtype(recipe)
-    if loaded is None:
+    if loaded is None:  # loaded when a suite first needs a prediction the cache lacks; a cached run never loads
         import torch
 
-        loaded = load_checkpoint(checkpoint, recipe=recipe, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
-    if dist.device is not None and str(dist.device) != "cpu":
+        loaded = LazyCheckpoint(checkpoint, recipe=recipe, device=dist.device,
+                                dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
+    elif dist.device is not None and str(dist.device) != "cpu":
         loaded.model.to(dist.device)
+    load = loaded.load if isinstance(loaded, LazyCheckpoint) else lambda: (loaded.model, loaded.processor)
     seed = seed if seed is not None else (loaded.recipe.seed if loaded.recipe is not None else 0)
     cache_dir = out_dir / CACHE_DIR
     own = cache_dir / (f"predictions.rank{dist.rank}.jsonl" if dist.world > 1 else "predictions.jsonl")
@@ -242,8 +244,7 @@ def evaluate_checkpoint(checkpoint: str | Path, plan: dict[str, dict[str, Any]],
         def context(cache: PredictionCache, shard: tuple[int, int]) -> EvalContext:
             # The cache key includes the dtype: bf16 and fp32 scores of one checkpoint are different predictions.
             return EvalContext(checkpoint=Path(str(checkpoint)), fingerprint=f"{loaded.fingerprint}:{dtype}",
-                               model=loaded.model,
-                               processor=loaded.processor, media=loaded.media, out_dir=out_dir, cache=cache,
+                               load=load, media=loaded.media, out_dir=out_dir, cache=cache,
                                options=dict(options), seed=seed, shard=shard)
 
         try:

@@ -25,10 +25,9 @@ import numpy as np
 from data_builders.annotations import write_jsonl
 from data_builders.spectrogram_mcq import CONDITIONS, SpectrogramItem, prompt, read_items
 from eval.context import EvalContext
-from eval.scoring import score_options
+from eval.scoring import SharedMedia, score_options
 from eval.spectrogram_baselines import Accuracy, text_only_baselines
 from eval.spectrogram_references import human_reference, nearest_option, published
-from train.inputs import takes_audio
 
 SUITE = "spectrogram_mcq"
 CHANCE = 0.25
@@ -76,13 +75,14 @@ def _audio(item: SpectrogramItem, root: Path, sample_rate: int) -> np.ndarray:
     return librosa.resample(y, orig_sr=sr, target_sr=sample_rate) if sr != sample_rate else y
 
 
-def predict(ctx: EvalContext, item: SpectrogramItem, root: Path, cond: Condition, normalise: bool) -> dict:
+def predict(ctx: EvalContext, item: SpectrogramItem, root: Path, cond: Condition, normalise: bool,
+            shared: SharedMedia | None = None) -> dict:
     """Score one item under one condition; returns {"pred", "logprob", "n_tokens"} (JSON, cached)."""
     options = getattr(item.options, cond.option_kind)
     text = prompt(options, cond.option_kind, cond.shown)
     audio = _audio(item, root, ctx.media.sample_rate) if cond.shown == "audio" else None
     scores = score_options(ctx.model, ctx.processor, ctx.media, text, options, image=_image(item, root, cond.shown),
-                           audio=audio)
+                           audio=audio, shared=shared)
     return {"pred": scores.best(normalise), "logprob": list(scores.logprob), "n_tokens": list(scores.n_tokens)}
 
 
@@ -181,26 +181,34 @@ def run(ctx: EvalContext) -> dict:
     if not items:
         raise ValueError(f"{path} has no items in split {split!r}")
     root = path.parent
-    omni = takes_audio(ctx.processor)
+    omni = ctx.takes_audio()
     rank, world = ctx.shard
     rows = []
     sections: dict[str, dict] = {"conditions": {}, "ablations": {}}
-    for section, conds in (("conditions", conditions()), ("ablations", ablations(omni))):
-        for cond in conds:
+    plan = [(section, cond) for section, conds in (("conditions", conditions()), ("ablations", ablations(omni)))
+            for cond in conds]
+    # Asked item by item, conditions that show the same image or sound one after the other, so the graphemic and
+    # phonemic questions on it encode it once (SharedMedia); the results are gathered per condition below.
+    shared = SharedMedia()
+    values: dict[tuple[str, int], Any] = {}
+    for i, item in enumerate(items):
+        inputs = item_inputs(item, root)
+        for _, cond in sorted(plan, key=lambda p: p[1].shown):
             settings = {"condition": cond.name, "normalise": normalise, "prompt_version": 1}
-            preds: list[int | None] = []
-            for i, item in enumerate(items):
-                inputs = item_inputs(item, root)
-                if i % world == rank:
-                    value = ctx.cached(SUITE, item.id, settings, lambda: predict(ctx, item, root, cond, normalise),
-                                       inputs)
-                else:  # another data-parallel process computes it; use it when it is already there
-                    value = ctx.lookup(SUITE, item.id, settings, inputs)
-                preds.append(None if value is None else int(value["pred"]))
-                if value is not None:
-                    rows.append({"id": item.id, "section": section, "condition": cond.name, "pred": value["pred"],
-                                 "answer": item.answer, "ped": item.ped[value["pred"]]})
-            sections[section][cond.name] = summarise(items, preds)
+            if i % world == rank:
+                values[cond.name, i] = ctx.cached(SUITE, item.id, settings,
+                                                  lambda: predict(ctx, item, root, cond, normalise, shared), inputs)
+            else:  # another data-parallel process computes it; use it when it is already there
+                values[cond.name, i] = ctx.lookup(SUITE, item.id, settings, inputs)
+    for section, cond in plan:
+        preds: list[int | None] = []
+        for i, item in enumerate(items):
+            value = values[cond.name, i]
+            preds.append(None if value is None else int(value["pred"]))
+            if value is not None:
+                rows.append({"id": item.id, "section": section, "condition": cond.name, "pred": value["pred"],
+                             "answer": item.answer, "ped": item.ped[value["pred"]]})
+        sections[section][cond.name] = summarise(items, preds)
     references, asr_rows = _references(ctx, items, root)
     rows += asr_rows
     train = read_items(path, "train") if split != "train" else []

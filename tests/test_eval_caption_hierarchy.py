@@ -111,7 +111,7 @@ def test_hierarchy_probes_with_a_yes_sayer(tmp_path, world, monkeypatch):
     clip to be heard as, so its audio probe is skipped with the reason."""
     heard = []
 
-    def yes(model, processor, media, prompt, options, frames=None, audio=None, image=None):
+    def yes(model, processor, media, prompt, options, frames=None, audio=None, image=None, shared=None):
         heard.append((prompt, None if audio is None else audio.size))
         return scoring.OptionScores((0.0, -1.0), (1, 1))
 

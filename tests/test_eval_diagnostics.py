@@ -50,7 +50,7 @@ def test_world_layout(world):
     assert sr == 16000 and len(y) == 32000 and abs(y).max() > 0.3
 
 
-def test_eval_run_the_three_diagnostic_suites(tmp_path, tiny_backbones, world, embedder):
+def test_eval_run_the_three_diagnostic_suites(tmp_path, tiny_backbones, world, embedder, monkeypatch):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text('{"a": "thud", "b": "thump", "relation": "synonym"}\n'
                      '{"a": "clink", "b": "impact", "relation": "hypernym"}\n'
@@ -73,7 +73,8 @@ def test_eval_run_the_three_diagnostic_suites(tmp_path, tiny_backbones, world, e
     assert cond["fragments"]["fragment/1s/1s/silence"]["windows_per_item"] == 2.0
     assert mcq["cache"]["misses"] == 3 * (1 + 2 + 2)
     # The tiny model's scores depend on what it hears: full audio and no audio give different log-probabilities.
-    values = [json.loads(x)["value"] for x in (out / "cache" / "predictions.jsonl").read_text().splitlines()]
+    values = [v for x in (out / "cache" / "predictions.jsonl").read_text().splitlines()
+              if isinstance(v := json.loads(x)["value"], dict)]  # predictions, not what the checkpoint takes
     mcq_scores = {tuple(v["logprob"]) for v in values[:mcq["cache"]["misses"]]}
     assert len(mcq_scores) > 3
     cap = res["caption_classification"]
@@ -89,7 +90,13 @@ def test_eval_run_the_three_diagnostic_suites(tmp_path, tiny_backbones, world, e
                     "| in_distribution |", "## hierarchy", "| synonym |"):
         assert heading in report, heading
     assert (out / "audio_mcq" / "figures" / "accuracy_vs_fragment_length.png").is_file()
-    assert eval_main(argv) == 0  # again: every prediction is a cache hit
+    import train.backbones
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fully cached evaluation loaded the checkpoint")
+
+    monkeypatch.setattr(train.backbones, "load_backbone", refuse)
+    assert eval_main(argv) == 0  # again: every prediction is a cache hit, and the checkpoint is never loaded
     again = json.loads((out / "results.json").read_text())["suites"]
     assert all(s["cache"]["misses"] == 0 for s in again.values())
 

@@ -41,7 +41,17 @@ def _adapter_checkpoint(base: Path, folder: Path, recipe: Recipe) -> Path:
     return folder
 
 
-def test_eval_run_on_a_tiny_lora_checkpoint(tmp_path, tiny_backbones, held_out, capsys):
+def _refuse_loading(monkeypatch) -> None:
+    """Make loading any model or processor fail: what runs after this must be served from the prediction cache."""
+    import train.backbones
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fully cached evaluation loaded the checkpoint")
+
+    monkeypatch.setattr(train.backbones, "load_backbone", refuse)
+
+
+def test_eval_run_on_a_tiny_lora_checkpoint(tmp_path, tiny_backbones, held_out, capsys, monkeypatch):
     from eval.checkpoint import load_checkpoint
 
     base = tiny_backbones["tiny-qwen2.5-omni"]
@@ -74,14 +84,15 @@ def test_eval_run_on_a_tiny_lora_checkpoint(tmp_path, tiny_backbones, held_out, 
     capsys.readouterr()
     assert eval_main(["metrics", "thud", thud["predictions"]["closed_set"]]) == 0
     assert json.loads(capsys.readouterr().out) == thud["metrics"]["closed_set"]
-    # A repeated run costs nothing: every prediction is a cache hit.
+    # A repeated run costs nothing: every prediction is a cache hit, and the checkpoint is never loaded.
+    _refuse_loading(monkeypatch)
     assert eval_main(argv) == 0
     again = json.loads((out / "results.json").read_text())["suites"]["thud"]
     assert again["cache"]["misses"] == 0 and again["cache"]["hits"] == thud["cache"]["misses"]
     assert again["metrics"] == thud["metrics"]
 
 
-def test_watch_evaluates_each_checkpoint_once(tmp_path, tiny_backbones, held_out):
+def test_watch_evaluates_each_checkpoint_once(tmp_path, tiny_backbones, held_out, monkeypatch):
     from eval.runner import watch
 
     base = tiny_backbones["tiny-qwen2.5-omni"]
@@ -111,6 +122,13 @@ def test_watch_evaluates_each_checkpoint_once(tmp_path, tiny_backbones, held_out
     log.clear()
     watch(run_dir, once=True, log=log.append)
     assert log == []  # once each: nothing is evaluated again
+    # Results gone but every prediction cached: evaluated again from the cache alone, without loading the model.
+    (run_dir / "eval" / "base" / "results.json").unlink()
+    _refuse_loading(monkeypatch)
+    log.clear()
+    again = dict(watch(run_dir, once=True, log=log.append))
+    assert len(log) == 1 and again["base (step 0)"]["suites"]["thud"]["cache"]["misses"] == 0
+    assert again["base (step 0)"]["suites"]["thud"]["metrics"] == res["suites"]["thud"]["metrics"]
 
 
 def test_load_checkpoint_plain_folder_and_tiny_name(tiny_backbones):

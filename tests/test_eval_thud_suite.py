@@ -44,7 +44,7 @@ class FakeModel:
             raise KeyboardInterrupt("killed mid-way")
         self.calls += 1
 
-    def score(self, model, processor, media, prompt, options, frames=None, audio=None):
+    def score(self, model, processor, media, prompt, options, frames=None, audio=None, shared=None):
         self._tick()
         self.seen.append(("closed", prompt, tuple(options), frames, audio))
         from eval.thud.prompts import OPTION_TEXT

@@ -270,7 +270,7 @@ class _Scorer:
     def __init__(self):
         self.calls = 0
 
-    def score(self, model, processor, media, prompt, options, frames=None, audio=None):
+    def score(self, model, processor, media, prompt, options, frames=None, audio=None, shared=None):
         from eval.scoring import OptionScores
 
         self.calls += 1

@@ -40,7 +40,12 @@ def test_tiny_vlm_scores_all_conditions_and_ablations(tmp_path, items_path):
 
     model, processor = load_backbone("tiny-qwen2.5-vl", cache_dir=tmp_path / "bb")
     ctx = _ctx(model, processor, tmp_path, items_path, limit=2)
+    images = []
+    model.model.visual.register_forward_hook(lambda *_: images.append(1))
     res = get_suite("spectrogram_mcq")(ctx)
+    # Each item's three images (spectrogram, with waveform, blank) are encoded once for its graphemic and phonemic
+    # questions together.
+    assert len(images) == 2 * 3
     assert set(res["conditions"]) == {"graphemic/spectrogram", "graphemic/spectrogram+waveform",
                                       "phonemic/spectrogram", "phonemic/spectrogram+waveform"}
     assert set(res["ablations"]) == {"graphemic/blank", "phonemic/blank", "graphemic/none", "phonemic/none"}
@@ -51,7 +56,7 @@ def test_tiny_vlm_scores_all_conditions_and_ablations(tmp_path, items_path):
     assert "logistic_options_only" in res["baselines"] and res["settings"]["params"]["n_fft"] == 128
     assert (tmp_path / "spectrogram_mcq_predictions.jsonl").is_file()
     # the image is really seen: blank and spectrogram inputs give different scores for the same item
-    rows = [r for r in ctx.cache._data.values()]
+    rows = [r for r in ctx.cache._data.values() if isinstance(r, dict)]  # predictions, not what the model takes
     assert len(rows) == 2 * 8 and len({tuple(r["logprob"]) for r in rows}) > 8
     # predictions are cached: a second run computes nothing
     ctx2 = _ctx(model, processor, tmp_path, items_path, limit=2)

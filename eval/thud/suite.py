@@ -95,7 +95,10 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
 
     With a judge, free-form answers in its scope (every answer by default) take the judge's label
     (``labelled_by: judge``); the parser's label and offset stay beside it (``parser_label``, ``parser_offset``)."""
+    from eval.scoring import SharedMedia
+
     media = _Media(ctx)
+    shared = SharedMedia()  # the questions on one clip and condition encode it once
     rank, world = ctx.shard
     rows: dict[str, list[PredictionRow]] = {m: [] for m in opts.modes}
     unit = 0
@@ -111,7 +114,7 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
                 def compute(q=q, item=item) -> dict:
                     frames, audio = media.inputs(item)
                     s = score_options(ctx.model, ctx.processor, ctx.media, q.prompt, q.options, frames=frames,
-                                      audio=audio)
+                                      audio=audio, shared=shared)
                     return {"logprob": list(s.logprob), "n_tokens": list(s.n_tokens)}
 
                 owned = unit % world == rank
