@@ -24,6 +24,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from recipes.io import write_json
 from recipes.schema import Recipe
 from recipes.training import Stage, deepspeed_config
 from train.runtime import TrainingSetupError, cuda_available
@@ -180,16 +181,12 @@ class LaunchRecord(TrainerCallback):
                   "backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None,
                   "precision": "bf16" if args.bf16 else "fp32",
                   "quantization": ctx.recipe.quantization.quant_type if ctx.recipe.quantization.enabled else None,
-                  "gradient_checkpointing": args.gradient_checkpointing,
+                  "gradient_checkpointing": args.activation_checkpointing,
                   "global_batch": args.per_device_train_batch_size * args.gradient_accumulation_steps * world}
         if ctx.stage.deepspeed is not None:
             zero = deepspeed_config(ctx.stage.deepspeed).get("zero_optimization", {})
             record["offload"] = {k: v.get("device") for k, v in zero.items() if k.startswith("offload_")}
-        path = Path(ctx.out_dir) / "launch.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-        tmp.replace(path)
+        write_json(Path(ctx.out_dir) / "launch.json", record)
 
 
 class RowTrace:
