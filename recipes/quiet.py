@@ -31,6 +31,11 @@ def quiet_startup(level: int = logging.INFO) -> None:
     if os.environ.get("HARKEN_VERBOSE") != "1":
         for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
             warnings.filterwarnings("ignore", category=category, module=_THIRD_PARTY)
+        # PEFT checks rank/alpha patterns against module names only; Harken's patterns double the rank of fused
+        # MoE gate+up expert *parameters* (Qwen3-Omni), where PEFT does apply them (tests/test_lora_targets.py),
+        # so its "did not match any targeted module" would tell a user something false.
+        warnings.filterwarnings("ignore", message=r"The following (rank|alpha)_pattern keys did not match",
+                                category=RuntimeWarning, module=_THIRD_PARTY)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the fork warning of tokenizers' thread pool
         # "Loading weights" / "Writing model shards" bars: one per model load, many per run. Training, build and
         # evaluation keep their own bars.

@@ -56,3 +56,25 @@ def test_a_named_tower_gets_adapters_too(family, tiny_backbones):
     assert set(adapted.values()) == {"language_model", "audio_tower"}
     assert all(name.rsplit(".", 1)[-1] in ("q_proj", "k_proj") for name in adapted)
     assert not any(".visual." in f".{name}" for name in adapted)
+
+
+def test_fused_gate_up_experts_get_twice_the_rank(tiny_backbones):
+    """A fused gate+up expert weight holds two projections, so its adapter has rank 2r (and down_proj r).
+
+    PEFT warns that the ``rank_pattern`` key "did not match any targeted module" because it checks module names
+    only; this shows the pattern does reach the fused parameter, which is why Harken silences that warning.
+    """
+    from peft import get_peft_model
+    from transformers import AutoConfig
+
+    from train.runtime import lora_config
+
+    lora = LoraSettings(dropout=0.0)
+    model, _ = load_backbone(str(tiny_backbones["tiny-qwen3-omni"]))
+    experts = AutoConfig.from_pretrained(tiny_backbones["tiny-qwen3-omni"]).text_config.num_experts
+    peft_model = get_peft_model(model, lora_config(_Recipe(lora), model))
+    rows = {tuple(p.shape) for n, p in peft_model.named_parameters()
+            if ".layers.0.mlp.experts" in n and ".lora_A." in n}
+    hidden = model.config.text_config.hidden_size
+    inter = model.config.text_config.moe_intermediate_size
+    assert rows == {(2 * lora.r * experts, hidden), (lora.r * experts, inter)}, rows
