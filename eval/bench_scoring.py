@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from eval.thud.prompts import closed_set_question
+from train.bench import timed
 
 # Tens of millions of parameters (about 30M for each family; Qwen3-Omni's 4 experts are a quarter as wide each):
 # big enough that the thinker's arithmetic, not Python, dominates. head_dim 64, so the rotary sections sum to 32.
@@ -48,14 +49,7 @@ def _ratio(name: str, num: dict, den: dict, target: str | None = None) -> dict:
 
 
 def _timed(fn: Callable[[], object], runs: int, warm: bool = True) -> list[float]:
-    if warm:
-        fn()  # first-call allocations and lazy imports are not what is measured
-    out = []
-    for _ in range(runs):
-        t = time.process_time()
-        fn()
-        out.append(time.process_time() - t)
-    return out
+    return timed(fn, runs, clock=time.process_time, warm=warm)  # CPU time: wall time measures the neighbours
 
 
 def _clips(root: Path) -> Path:

@@ -67,13 +67,17 @@ HEAVY = ("torch", "transformers", "trl", "peft", "deepspeed", "matplotlib", "lib
 _TARGET = re.compile(r"\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\d.])")
 
 
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
-    """Seconds of ``runs`` calls of ``fn``, in order."""
+def timed(fn: Callable[[], object], runs: int, clock: Callable[[], float] = time.perf_counter,
+          warm: bool = False) -> list[float]:
+    """Seconds of ``runs`` calls of ``fn`` by ``clock`` (wall by default; ``time.process_time`` for CPU), in
+    order; ``warm`` first makes one untimed call (first-call allocations and lazy imports are not measured)."""
+    if warm:
+        fn()
     out = []
     for _ in range(runs):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        out.append(time.perf_counter() - t)
+        out.append(clock() - t)
     return out
 
 
