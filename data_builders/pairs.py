@@ -387,18 +387,28 @@ def build_perception(inputs: BuildInputs, n: int, rng: np.random.Generator) -> l
 def build_perception_what(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
     """The identity questions of :func:`build_perception` only (which object falls, which sound is heard): a tiny
     random-weight thinker taught every question at once learns the times and the silence but stays at chance on
-    both identities, while on these two alone it learns them within a few hundred steps."""
-    return _perception_pairs("perception_what", ["object", "sound"], inputs, n, rng)
+    both identities, while on these two alone it learns them within a few hundred steps. Half the clips have their
+    track swapped, so the sound heard is another object's as often as the seen one's: the picture cannot answer."""
+    return _perception_pairs("perception_what", ["object", "sound"], inputs, n, rng,
+                             conditions=("swap", "original", "swap", "mute"))
 
 
-def _perception_pairs(source: str, aspects: list[str], inputs: BuildInputs, n: int,
-                      rng: np.random.Generator) -> list[PreferencePair]:
+@register("perception_when")
+def build_perception_when(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
+    """The time questions of :func:`build_perception` only (when the object lands, when the sound starts), half of
+    them on shifted tracks and a quarter on swapped ones, so the onset heard is not the landing seen."""
+    return _perception_pairs("perception_when", ["impact_time", "sound_time"], inputs, n, rng,
+                             conditions=("shift", "original", "shift", "swap"))
+
+
+def _perception_pairs(source: str, aspects: list[str], inputs: BuildInputs, n: int, rng: np.random.Generator,
+                      conditions: tuple[str, ...] = PERCEPTION_CONDITIONS) -> list[PreferencePair]:
     eligible = [c for c in inputs.clips if donors_for(c, inputs.clips)]
     _need(source, eligible, n)
     out = []
     for k, clip in _cycle(eligible, n, rng):
-        cond = PERCEPTION_CONDITIONS[k % len(PERCEPTION_CONDITIONS)]
-        aspect = aspects[(k // len(PERCEPTION_CONDITIONS)) % len(aspects)]
+        cond = conditions[k % len(conditions)]
+        aspect = aspects[(k // len(conditions)) % len(aspects)]
         other = donors_for(clip, inputs.clips)
         other = other[int(rng.integers(len(other)))]  # another class: the swap donor and the wrong object
         spec = ORIGINAL
