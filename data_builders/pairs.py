@@ -393,14 +393,6 @@ def build_perception_what(inputs: BuildInputs, n: int, rng: np.random.Generator)
                              conditions=("swap", "original", "swap", "mute"))
 
 
-@register("perception_when")
-def build_perception_when(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
-    """The time questions of :func:`build_perception` only (when the object lands, when the sound starts), half of
-    them on shifted tracks and a quarter on swapped ones, so the onset heard is not the landing seen."""
-    return _perception_pairs("perception_when", ["impact_time", "sound_time"], inputs, n, rng,
-                             conditions=("shift", "original", "shift", "swap"))
-
-
 def _perception_pairs(source: str, aspects: list[str], inputs: BuildInputs, n: int, rng: np.random.Generator,
                       conditions: tuple[str, ...] = PERCEPTION_CONDITIONS) -> list[PreferencePair]:
     eligible = [c for c in inputs.clips if donors_for(c, inputs.clips)]

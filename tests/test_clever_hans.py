@@ -57,8 +57,7 @@ def test_closed_set_pairs_are_right_by_the_eval_own_rule(inputs, source):
 
 
 @pytest.mark.parametrize("source, asked", [("perception", {"object", "impact_time", "sound", "sound_time"}),
-                                            ("perception_what", {"object", "sound"}),
-                                            ("perception_when", {"impact_time", "sound_time"})])
+                                            ("perception_what", {"object", "sound"})])
 def test_perception_audio_answers_follow_the_track(inputs, source, asked):
     pairs = build_pairs(source, inputs, 64, np.random.default_rng(1))
     by_id = {c.id: c.ann for c in inputs.clips}
