@@ -5,9 +5,9 @@ Asks the perception stage's own questions (one modality at a time) and scores cl
 log-likelihood, as the closed-set eval does: the object among the four classes (video), the sound among the four
 impact sounds and silence (original, swapped and muted audio), and the landing time seen and the sound onset heard
 on a 0.5 s grid (right when the chosen grid point is the one nearest the truth). Prints accuracy per aspect next to
-chance, so the perception stage can be tuned without ever looking at held-out clips: held-out clips are refused.
+chance, so the perception stages can be tuned without ever looking at held-out clips: they are never read.
 
-The perception stage alone: ``python -m train recipes/clever_hans.yaml --runs R --data D --set seed=N``
+The perception stages alone: ``python -m train recipes/clever_hans.yaml --runs R --data D --set seed=N``
 with ``--set stages.{natural_sft,dpo,control}.enabled=false``.
 """
 
