@@ -11,7 +11,7 @@ Files: H.264 video (yuv420p) and AAC audio in mp4, the clip format the readers e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +138,9 @@ class World:
     impact_from: float  # earliest impact, seconds (at least 0.3 s after the drop starts)
     impact_before_end: float  # the impact happens at least this long before the clip ends
     radius: tuple[float, float] = (8.0, 14.0)  # object size range, pixels of the 168x140 frame
+    background: tuple[int, int] = (120, 220)  # range of each channel of the sky's colour at the top
+    grey_background: bool = False  # one value for all three channels: the object is the only colour in the frame
+    min_ring: float = 0.0  # seconds: every impact sound rings at least this long (its decay to 1/e)
 
 
 WORLDS: dict[str, World] = {
@@ -146,8 +149,14 @@ WORLDS: dict[str, World] = {
     # Clips that are all 5 s long with the impact between ~1.1 s and 3.2 s: a swapped-in track (another clip's
     # first 5 s) always carries its impact, and a shift of a second or two usually keeps the sound inside the clip.
     # The world of the "Clever Hans" recipe, where every question can be answered by listening.
-    # Bigger objects too, so they stay several pixels wide in the small frames a CPU model is shown.
-    "listen": World("listen", (5.0, 5.0), 1.1, 1.8, radius=(15.0, 21.0)),
+    # Bigger objects on a grey sky, so that in the small frames a CPU model is shown the object stays several pixels
+    # wide and is the only colour: a tiny random-weight vision tower did not learn to tell the objects apart on
+    # skies of random colours.
+    # Sounds that ring for at least 0.4 s, so each class's pitch fills a dozen audio frames of the thinker (a knock
+    # decays in 0.05 s otherwise): a tiny random-weight audio tower learnt the onset and the silence but not which
+    # sound it heard.
+    "listen": World("listen", (5.0, 5.0), 1.1, 1.8, radius=(20.0, 26.0), background=(140, 200), grey_background=True,
+                    min_ring=0.4),
 }
 
 
@@ -164,7 +173,9 @@ def make_clip(index: int, seed: int, *, split: str | None = None,
     t_visual = float(np.round(rng.uniform(max(fall + 0.3, w.impact_from), duration - w.impact_before_end), 3))
     radius = float(rng.uniform(*w.radius))
     x = float(rng.uniform(radius + 5, WIDTH - radius - 5))
-    top = np.array(rng.integers(120, 220, size=3), dtype=np.float32)
+    top = np.array(rng.integers(*w.background, size=3), dtype=np.float32)  # three draws in every world
+    if w.grey_background:
+        top[:] = top[0]
     grad = np.linspace(1.0, 0.7, HEIGHT, dtype=np.float32)[:, None, None]
     background = np.broadcast_to(top * grad, (HEIGHT, WIDTH, 3)).astype(np.uint8)
 
@@ -173,7 +184,7 @@ def make_clip(index: int, seed: int, *, split: str | None = None,
                            background=background) for k in range(n_frames)]
     n_samples = int(round(duration * AUDIO_RATE))
     audio = (NOISE_FLOOR * rng.standard_normal(n_samples)).astype(np.float32)
-    hit = impact_sound(cls, rng)
+    hit = impact_sound(replace(cls, decay=max(cls.decay, w.min_ring)), rng)
     onset = int(round(t_visual * AUDIO_RATE))
     end = min(n_samples, onset + hit.size)
     audio[onset:end] += hit[: end - onset]

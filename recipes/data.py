@@ -16,11 +16,12 @@ from recipes.paths import is_inside, project_root
 
 # Training-data source names (docs/data.md). ``self_sampled`` is not here: the trainer builds it from the SFT set.
 # ``spectrogram_mcq`` is the image source of the spectrogram benchmark's finetuning (spectrogram_mcq.md).
-# ``perception`` asks about one modality at a time (which object is seen, which sound is heard, when each happens).
+# ``perception`` asks about one modality at a time (which object is seen, which sound is heard, when each happens);
+# ``perception_what`` only which object and which sound (a random model learns them alone, not among all questions).
 SourceName = Literal["ctp", "orig_sync", "mute", "swap", "fv_d", "fv_a_l", "fv_t", "fv_c", "llava_video",
-                     "spectrogram_mcq", "perception"]
+                     "spectrogram_mcq", "perception", "perception_what"]
 # Built from annotated clips (Oops / synth / transitions).
-CLIP_SOURCES = ("ctp", "orig_sync", "mute", "swap", "perception")
+CLIP_SOURCES = ("ctp", "orig_sync", "mute", "swap", "perception", "perception_what")
 # FineVideo's four instruction types: segment description, audio-visual multiple choice (long answer), temporal
 # localisation of a line of speech, and what is heard while a given activity is shown.
 FINEVIDEO_SOURCES = ("fv_d", "fv_a_l", "fv_t", "fv_c")

@@ -56,8 +56,10 @@ def test_closed_set_pairs_are_right_by_the_eval_own_rule(inputs, source):
         assert set(conditions) == {"original"}
 
 
-def test_perception_audio_answers_follow_the_track(inputs):
-    pairs = build_pairs("perception", inputs, 64, np.random.default_rng(1))
+@pytest.mark.parametrize("source, asked", [("perception", {"object", "impact_time", "sound", "sound_time"}),
+                                            ("perception_what", {"object", "sound"})])
+def test_perception_audio_answers_follow_the_track(inputs, source, asked):
+    pairs = build_pairs(source, inputs, 64, np.random.default_rng(1))
     by_id = {c.id: c.ann for c in inputs.clips}
     aspects = set()
     for p in pairs:
@@ -74,17 +76,22 @@ def test_perception_audio_answers_follow_the_track(inputs):
             assert p.chosen == f"At about {ann.t_audio + spec.offset:.1f} s."
         elif aspect == "impact_time":
             assert p.chosen == f"At about {ann.t_visual:.1f} s."
-    assert aspects == {"object", "impact_time", "sound", "sound_time"}
-    assert len({p.prompt for p in pairs}) == 4, "the question depends on the aspect only"
+    assert aspects == asked
+    assert len({p.prompt for p in pairs}) == len(asked), "the question depends on the aspect only"
+    assert {p.source for p in pairs} == {source} and all(p.id.startswith(source + "-") for p in pairs)
 
 
 def test_listen_world_keeps_impacts_inside_every_clip():
-    from data_builders.synth import make_clip
+    from data_builders.synth import GROUND_Y, OBJECT_CLASSES, make_clip
 
     for i in range(20):
         ann, frames, audio = make_clip(i, 5, world="listen")
         assert ann.duration == 5.0 and 1.1 <= ann.t_visual <= 3.2
         assert len(frames) == 125
+        above = frames[0][:GROUND_Y]
+        coloured = above[above.std(axis=2) > 0]  # above the ground, only the object has a colour: the sky is grey
+        cls = next(c for c in OBJECT_CLASSES if c.name == ann.object_class)
+        assert len(coloured) > 0 and (coloured == cls.color).all()
 
 
 def test_start_from_must_name_an_earlier_enabled_stage():

@@ -1,0 +1,106 @@
+"""``python -m train.clever_hans_probe CHECKPOINT --data data/clever_hans_seed0 [--clips 24]``: what a checkpoint of
+the "Clever Hans" recipe perceives, on *training* clips only.
+
+Asks the perception stage's own questions (one modality at a time) and scores closed choices by option
+log-likelihood, as the closed-set eval does: the object among the four classes (video), the sound among the four
+impact sounds and silence (original, swapped and muted audio), and the landing time seen and the sound onset heard
+on a 0.5 s grid (right when the chosen grid point is the one nearest the truth). Prints accuracy per aspect next to
+chance, so the perception stages can be tuned without ever looking at held-out clips: they are never read.
+
+The perception stages alone: ``python -m train recipes/clever_hans.yaml --runs R --data D --set seed=N``
+with ``--set stages.{natural_sft,dpo,control}.enabled=false``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# The grid the times are chosen on (seconds): every landing and onset of the listen world falls inside it.
+TIME_GRID = tuple(np.round(np.arange(0.5, 5.0, 0.5), 1))
+
+
+def _nearest(t: float) -> int:
+    return int(np.argmin([abs(g - t) for g in TIME_GRID]))
+
+
+def probe(checkpoint: str | Path, data: str | Path, clips: int = 24) -> dict[str, dict]:
+    """{aspect: {"correct", "n", "chance"}} of ``checkpoint`` on the first ``clips`` training clips of ``data``.
+
+    Raises:
+        ValueError: ``data`` holds no training clip.
+    """
+    from data_builders.annotations import read_annotations, is_swap_donor
+    from data_builders.interventions import Intervention, apply_intervention
+    from data_builders.media import load_clip
+    from data_builders.pairs import PERCEPTION_QUESTIONS, _SILENT, _at, _cap_first, _sentence
+    from data_builders.synth import OBJECT_CLASSES
+    from eval.checkpoint import load_checkpoint
+    from eval.scoring import score_options
+
+    anns = read_annotations(Path(data) / "synth" / "annotations.jsonl")
+    train = [a for a in anns if a.record.split == "train"]
+    if not train:
+        raise ValueError(f"{data}: no training clip in synth/annotations.jsonl")
+    loaded = load_checkpoint(checkpoint)
+    model, processor, media = loaded.model, loaded.processor, loaded.media
+    objects = [_sentence(_cap_first(c.visual_event)) for c in OBJECT_CLASSES]
+    sounds = [_sentence(_cap_first(c.audio_event)) for c in OBJECT_CLASSES] + [_SILENT]
+    times = [_at(t) for t in TIME_GRID]
+    tally: dict[str, list[int]] = {}
+
+    def ask(aspect: str, options: list[str], truth: int, frames, audio) -> None:
+        s = score_options(model, processor, media, PERCEPTION_QUESTIONS[aspect.split(" ")[0]], options,
+                          frames=frames, audio=audio)
+        tally.setdefault(aspect, []).append(int(s.best() == truth))
+
+    for k, clip in enumerate(train[:clips]):
+        rec = clip.record
+        decoded = load_clip(clip.path, media)
+        frames, audio = decoded.frames, decoded.audio
+        donor = next(d for d in train[k + 1:] + train[:k] if is_swap_donor(d.record, rec))
+        swapped = apply_intervention(audio, Intervention(kind="swap", donor=donor.record.id, donor_video=str(donor.path)), media.sample_rate,
+                                     load_clip(donor.path, media).audio)
+        cls = [c.name for c in OBJECT_CLASSES].index(rec.object_class)
+        donor_cls = [c.name for c in OBJECT_CLASSES].index(donor.record.object_class)
+        silent = np.zeros_like(audio)
+        ask("object", objects, cls, frames, audio)
+        ask("object (muted)", objects, cls, frames, silent)
+        ask("impact_time", times, _nearest(rec.t_visual), frames, audio)
+        # Muted: in an original clip the onset heard is the landing, so only the muted question tests the eyes.
+        ask("impact_time (muted)", times, _nearest(rec.t_visual), frames, silent)
+        ask("sound (original)", sounds, cls, frames, audio)
+        ask("sound (swapped)", sounds, donor_cls, frames, swapped)
+        ask("sound (muted)", sounds, len(sounds) - 1, frames, silent)
+        ask("sound_time (original)", times, _nearest(rec.t_audio), frames, audio)
+    span = [g for g in TIME_GRID if 1.0 <= g <= 3.5]  # the grid points a landing can be nearest to
+    chance = {"object": 1 / len(objects), "sound": 1 / len(sounds), "impact_time": 1 / len(span),
+              "sound_time": 1 / len(span)}
+    return {a: {"correct": sum(v), "n": len(v), "chance": chance[a.split(" ")[0]]} for a, v in tally.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.clever_hans_probe", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a stage folder's checkpoint (or its final weights folder)")
+    parser.add_argument("--data", required=True, help="the built data folder of the same seed (holds synth/)")
+    parser.add_argument("--clips", type=int, default=24, help="training clips to ask about (default 24)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    from recipes.quiet import quiet_startup
+
+    quiet_startup()
+    res = probe(args.checkpoint, args.data, args.clips)
+    print(f"{'aspect':<24}{'accuracy %':>12}{'chance %':>10}{'n':>5}")
+    for aspect, r in res.items():
+        print(f"{aspect:<24}{100 * r['correct'] / r['n']:>12.1f}{100 * r['chance']:>10.1f}{r['n']:>5}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
