@@ -114,6 +114,22 @@ def iter_jsonl_models(path: str | Path, model: type[_M], what: str) -> Iterator[
                 yield AnnotationError(path, lineno, field, msg)
 
 
+def read_jsonl_models(path: str | Path, model: type[_M], what: str) -> list[tuple[int, _M]]:
+    """Every ``(line number, validated model)`` of a JSONL file, for inputs where one bad line must stop the
+    command (evaluation sets, answer files) rather than be quarantined.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        AnnotationError: (a ValueError) the first bad line, naming file, line and field.
+    """
+    rows = []
+    for item in iter_jsonl_models(path, model, what):
+        if isinstance(item, AnnotationError):
+            raise item
+        rows.append(item)
+    return rows
+
+
 def iter_annotations(path: str | Path) -> Iterator[AnnotatedClip | AnnotationError]:
     """Yield each line of an annotation JSONL as an :class:`AnnotatedClip`, or an :class:`AnnotationError` for a
     bad line, so that a build can quarantine it and go on. Blank lines are skipped."""

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from data_builders.annotations import AnnotationError, iter_jsonl_models
+from data_builders.annotations import read_jsonl_models
 from eval.context import EvalContext, media_identity
 
 SUITE = "hierarchy"
@@ -79,10 +79,7 @@ def read_pairs(path: str | Path) -> list[ConceptPair]:
     """Concept pairs of a JSONL. Raises ValueError naming the line of a bad record."""
     path = Path(path)
     pairs = []
-    for row in iter_jsonl_models(path, ConceptPair, "concept pairs"):
-        if isinstance(row, AnnotationError):
-            raise row  # a ValueError naming file, line and field
-        n, pair = row
+    for n, pair in read_jsonl_models(path, ConceptPair, "concept pairs"):
         if pair.relation not in ASKED:
             raise ValueError(f"{path}:{n}: relation {pair.relation!r}; choose from {sorted(ASKED)}")
         pairs.append(pair)

@@ -15,8 +15,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from data_builders.annotations import (AnnotatedClip, AnnotationError, is_swap_donor, iter_jsonl_models,
-                                      read_annotations)
+from data_builders.annotations import AnnotatedClip, is_swap_donor, read_annotations, read_jsonl_models
 from data_builders.interventions import Intervention
 from data_builders.pairs import shift_fits
 from recipes.data import ShiftSettings
@@ -155,10 +154,7 @@ def read_sync_set(path: str | Path) -> list[ThudItem]:
     """
     path = Path(path)
     items = []
-    for row in iter_jsonl_models(path, SyncRecord, "sync set"):
-        if isinstance(row, AnnotationError):
-            raise row  # a ValueError naming file, line and field
-        _, rec = row
+    for _, rec in read_jsonl_models(path, SyncRecord, "sync set"):
         video = Path(rec.video) if Path(rec.video).is_absolute() else path.parent / rec.video
         sid = rec.id or video.stem
         cond = "shift" if rec.offset else "original"

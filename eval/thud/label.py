@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-from data_builders.annotations import AnnotationError, iter_jsonl_models
+from data_builders.annotations import read_jsonl_models
 from eval.stats import wilson_pct
 from eval.thud.judge import JudgeConfig, Verdict
 from eval.thud.parser import parse_answer
@@ -31,12 +31,7 @@ def read_answers(path: str | Path) -> list[dict]:
         FileNotFoundError: no such file.
         AnnotationError: (a ValueError) a line that is not a row with a string ``text``, naming file, line and field.
     """
-    rows = []
-    for item in iter_jsonl_models(path, AnswerRow, "answers"):
-        if isinstance(item, AnnotationError):
-            raise item
-        rows.append(item[1].model_dump())
-    return rows
+    return [row.model_dump() for _, row in read_jsonl_models(path, AnswerRow, "answers")]
 
 
 def label_answers(rows: Iterable[dict], judge: Callable[[str], Verdict] | None = None,
