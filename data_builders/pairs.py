@@ -364,6 +364,8 @@ PERCEPTION_QUESTIONS: dict[str, str] = {
     "object": "Look at the video only. Which object falls to the ground?",
     "impact_time": "Look at the video only. At what time does the object hit the ground?",
     "sound": "Listen to the audio only. What sound do you hear?",
+    # The heard object named in the words that name the seen one: both senses then answer in one vocabulary.
+    "sound_source": "Listen to the audio only. Which object do you hear falling?",
     "sound_time": "Listen to the audio only. At what time does the sound start?",
 }
 PERCEPTION_CONDITIONS = ("original", "shift", "mute", "swap")
@@ -385,11 +387,12 @@ def build_perception(inputs: BuildInputs, n: int, rng: np.random.Generator) -> l
 
 @register("perception_what")
 def build_perception_what(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
-    """The identity questions of :func:`build_perception` only (which object falls, which sound is heard): a tiny
-    random-weight thinker taught every question at once learns the times and the silence but stays at chance on
-    both identities, while on these two alone it learns them within a few hundred steps. Half the clips have their
-    track swapped, so the sound heard is another object's as often as the seen one's: the picture cannot answer."""
-    return _perception_pairs("perception_what", ["object", "sound"], inputs, n, rng,
+    """The identity questions of :func:`build_perception` only (which object falls, which sound is heard, which
+    object is heard): a tiny random-weight thinker taught every question at once learns the times and the silence
+    but stays at chance on both identities, while on these alone it learns them within a few hundred steps. Half
+    the clips have their track swapped, so the sound heard is another object's as often as the seen one's: the
+    picture cannot answer."""
+    return _perception_pairs("perception_what", ["object", "sound", "sound_source"], inputs, n, rng,
                              conditions=("swap", "original", "swap", "mute"))
 
 
@@ -404,25 +407,25 @@ def _perception_pairs(source: str, aspects: list[str], inputs: BuildInputs, n: i
         other = donors_for(clip, inputs.clips)
         other = other[int(rng.integers(len(other)))]  # another class: the swap donor and the wrong object
         spec = ORIGINAL
-        heard, t_sound = clip.ann.audio_event, clip.ann.t_audio
+        heard, t_sound, source_heard = clip.ann.audio_event, clip.ann.t_audio, clip.ann.visual_event
         if cond == "shift":
             off = draw_offset(inputs.shift, clip, rng)
             if off is not None:
                 spec, t_sound = Intervention(kind="shift", offset=off), round(clip.ann.t_audio + off, 6)
         elif cond == "mute":
-            spec, heard, t_sound = Intervention(kind="mute"), "", None
+            spec, heard, t_sound, source_heard = Intervention(kind="mute"), "", None, ""
         elif cond == "swap":
             spec = Intervention(kind="swap", donor=other.id, donor_video=other.video)
-            heard, t_sound = other.ann.audio_event, other.ann.t_audio
+            heard, t_sound, source_heard = other.ann.audio_event, other.ann.t_audio, other.ann.visual_event
         wrong_dt = float(rng.choice([-1, 1])) * round(float(rng.uniform(1.0, 2.0)), 1)
         if aspect == "object":
             chosen, rejected = _sentence(_cap_first(clip.ann.visual_event)), _sentence(_cap_first(other.ann.visual_event))
         elif aspect == "impact_time":
             chosen, rejected = _at(clip.ann.t_visual), _at(max(0.0, clip.ann.t_visual + wrong_dt))
         elif aspect == "sound":
-            chosen = _sentence(_cap_first(heard)) if heard else _SILENT
-            rejected = _sentence(_cap_first(clip.ann.audio_event if not heard or heard != clip.ann.audio_event
-                                            else other.ann.audio_event))
+            chosen, rejected = _heard_pair(heard, clip.ann.audio_event, other.ann.audio_event)
+        elif aspect == "sound_source":
+            chosen, rejected = _heard_pair(source_heard, clip.ann.visual_event, other.ann.visual_event)
         else:
             chosen = _at(t_sound) if t_sound is not None else _SILENT
             rejected = _at(max(0.0, (t_sound if t_sound is not None else clip.ann.t_visual) + wrong_dt))
@@ -432,6 +435,13 @@ def _perception_pairs(source: str, aspects: list[str], inputs: BuildInputs, n: i
             rejected_intervention=spec,
             meta=_meta(clip, spec, aspect, aspect, aspect=aspect, heard_event=heard, heard_time=t_sound)))
     return out
+
+
+def _heard_pair(heard: str, own: str, other: str) -> tuple[str, str]:
+    """Chosen and rejected answers about what is heard: the truth (or silence), against the clip's own event when
+    the track is silent or another's, else against the other clip's."""
+    chosen = _sentence(_cap_first(heard)) if heard else _SILENT
+    return chosen, _sentence(_cap_first(own if not heard or heard != own else other))
 
 
 def _cap_first(text: str) -> str:

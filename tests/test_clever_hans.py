@@ -56,8 +56,9 @@ def test_closed_set_pairs_are_right_by_the_eval_own_rule(inputs, source):
         assert set(conditions) == {"original"}
 
 
-@pytest.mark.parametrize("source, asked", [("perception", {"object", "impact_time", "sound", "sound_time"}),
-                                            ("perception_what", {"object", "sound"})])
+@pytest.mark.parametrize("source, asked", [
+    ("perception", {"object", "impact_time", "sound", "sound_source", "sound_time"}),
+    ("perception_what", {"object", "sound", "sound_source"})])
 def test_perception_audio_answers_follow_the_track(inputs, source, asked):
     pairs = build_pairs(source, inputs, 64, np.random.default_rng(1))
     by_id = {c.id: c.ann for c in inputs.clips}
@@ -68,10 +69,11 @@ def test_perception_audio_answers_follow_the_track(inputs, source, asked):
         assert p.chosen != p.rejected
         if aspect == "object":
             assert ann.visual_event[:12].lower() in p.chosen.lower(), "the seen object ignores the audio"
-        elif aspect == "sound":
-            heard = {"mute": None, "swap": by_id[spec.donor].audio_event if spec.donor else None}.get(
-                spec.kind, ann.audio_event)
-            assert (heard or "silent").lower()[:10] in p.chosen.lower()
+        elif aspect in ("sound", "sound_source"):  # what is heard, as a sound or as the object heard falling
+            field = "audio_event" if aspect == "sound" else "visual_event"
+            heard = {"mute": None, "swap": getattr(by_id[spec.donor], field) if spec.donor else None}.get(
+                spec.kind, getattr(ann, field))
+            assert (heard or "silent").lower()[:12] in p.chosen.lower()
         elif aspect == "sound_time" and spec.kind == "shift":
             assert p.chosen == f"At about {ann.t_audio + spec.offset:.1f} s."
         elif aspect == "impact_time":

@@ -13,6 +13,7 @@ from eval.context import EvalContext, PredictionCache
 from eval.scoring import OptionScores
 from eval.thud import suite as thud_suite
 from eval.thud.items import build_items, held_out_clips
+from eval.thud.options import ThudOptions
 from eval.thud.prompts import FREE_FORM_PROMPT, closed_set_question
 from eval.thud.records import DIMENSIONS
 from recipes.media import MediaSettings
@@ -244,3 +245,21 @@ def test_free_form_without_judge_is_marked_unreliable_and_a_served_judge_fixes_i
     assert res["judge"]["judged"] == n_answers and res["judge"]["agreement"]["value"] == 0.0
     m = res["metrics"]["free_form"]
     assert m["temporal_sync"]["accuracy_original"] == 100.0 and m["axes"]["mute_hallucination"]["value"] == 100.0
+
+
+def test_split_option_picks_training_clips_and_never_mixes_in_held_out_ones(synth_dir, tmp_path):
+    """``split: train`` is how a training recipe is tuned on its own clips: it must return those and only those."""
+    rows = [json.loads(line) for line in (synth_dir / "annotations.jsonl").read_text().splitlines()][:4]
+    for r, split in zip(rows, ["train", "test", "train", "test"]):
+        r["split"], r["video"] = split, str((synth_dir / r["video"]).resolve())
+    ann = tmp_path / "annotations.jsonl"
+    ann.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    want = {"train": sorted(r["id"] for r in rows[::2]), "test": sorted(r["id"] for r in rows[1::2])}
+    for split, ids in want.items():
+        assert [c.record.id for c in held_out_clips(ann, split=split)] == ids
+    with pytest.raises(ValueError, match="split"):
+        ThudOptions.model_validate({"annotations": str(ann), "split": "validation"})
+    only_test = tmp_path / "test_only.jsonl"
+    only_test.write_text("".join(json.dumps(r) + "\n" for r in rows[1::2]))
+    with pytest.raises(ValueError, match="split: train"):
+        held_out_clips(only_test, split="train")

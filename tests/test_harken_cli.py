@@ -261,3 +261,16 @@ def test_startup_silences_third_party_deprecations_not_harkens(monkeypatch):
     assert ds.filter(logging.LogRecord("DeepSpeed", logging.ERROR, "f", 1, "out of memory", (), None))
     cpu_ops = logging.getLogger("bitsandbytes.backends.cpu.ops")  # a module logger under a quietened package
     assert not cpu_ops.isEnabledFor(logging.WARNING) and cpu_ops.isEnabledFor(logging.ERROR)
+
+
+def test_dry_run_follows_branches_and_counts_only_a_stages_sources(tmp_path, capsys):
+    """A branch (``start_from``) starts from the stage it names, not the one before it, and a stage that picks
+    sources of a build trains on those rows only: the dry run must say so, or its steps and bases mislead."""
+    recipe = load_recipe("clever_hans")
+    assert main(["train", "clever_hans", "--dry-run", "--data", str(tmp_path / "nodata")]) == 0
+    out = capsys.readouterr().out
+    assert "stage control (dpo) from natural_sft's final weights" in out
+    assert "stage dpo (dpo) from natural_sft's final weights" in out
+    dpo = recipe.data.dpo
+    assert f"{dpo['ctp'] + dpo['mute'] + dpo['swap']} pairs, planned by data.dpo" in out
+    assert f"{dpo['orig_sync']} pairs, planned by data.dpo (not built yet), sources orig_sync" in out

@@ -50,6 +50,7 @@ def probe(checkpoint: str | Path, data: str | Path, clips: int = 24) -> dict[str
     model, processor, media = loaded.model, loaded.processor, loaded.media
     objects = [_sentence(_cap_first(c.visual_event)) for c in OBJECT_CLASSES]
     sounds = [_sentence(_cap_first(c.audio_event)) for c in OBJECT_CLASSES] + [_SILENT]
+    sources = objects + [_SILENT]
     times = [_at(t) for t in TIME_GRID]
     tally: dict[str, list[int]] = {}
 
@@ -76,9 +77,12 @@ def probe(checkpoint: str | Path, data: str | Path, clips: int = 24) -> dict[str
         ask("sound (original)", sounds, cls, frames, audio)
         ask("sound (swapped)", sounds, donor_cls, frames, swapped)
         ask("sound (muted)", sounds, len(sounds) - 1, frames, silent)
+        ask("sound_source (original)", sources, cls, frames, audio)
+        ask("sound_source (swapped)", sources, donor_cls, frames, swapped)
         ask("sound_time (original)", times, _nearest(rec.t_audio), frames, audio)
     span = [g for g in TIME_GRID if 1.0 <= g <= 3.5]  # the grid points a landing can be nearest to
-    chance = {"object": 1 / len(objects), "sound": 1 / len(sounds), "impact_time": 1 / len(span),
+    chance = {"object": 1 / len(objects), "sound": 1 / len(sounds), "sound_source": 1 / len(sources),
+              "impact_time": 1 / len(span),
               "sound_time": 1 / len(span)}
     return {a: {"correct": sum(v), "n": len(v), "chance": chance[a.split(" ")[0]]} for a, v in tally.items()}
 

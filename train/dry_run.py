@@ -232,19 +232,23 @@ def estimate_memory(recipe: Recipe, stage: Stage, dims: ModelDims, tokens: int, 
 
 
 def _rows(recipe: Recipe, stage: Stage, folder: Path) -> tuple[int | None, str]:
+    """Rows the stage trains on (only its ``data.sources`` when it names some) and where the count comes from."""
+    wanted = set(stage.data.sources or [])
     if (folder / "dataset_info.json").is_file() or (folder / "state.json").is_file():
         from datasets import load_from_disk
 
-        n = len(load_from_disk(str(folder)))
+        ds = load_from_disk(str(folder))
+        n = sum(1 for s in ds["source"] if s in wanted) if wanted else len(ds)
         source = f"built at {folder}"
     elif stage.data.path is None:
-        n = sum(getattr(recipe.data, stage.data.dataset).values()) or None
+        planned = getattr(recipe.data, stage.data.dataset)
+        n = sum(v for k, v in planned.items() if not wanted or k in wanted) or None
         source = f"planned by data.{stage.data.dataset} (not built yet)"
     else:
         return None, f"{folder} does not exist yet"
     if n is not None and stage.data.limit is not None:
         n = min(n, stage.data.limit)
-    return n, source
+    return n, source + (f", sources {', '.join(sorted(wanted))}" if wanted else "")
 
 
 def steps_of(stage: Stage, rows: int | None, gpus: int) -> int | None:
@@ -282,8 +286,9 @@ def dry_run(recipe: Recipe, data_root: str | Path | None = None, gpus: int = 1, 
               "image + ") + f"~{tok['text']} text = {tok['total']} tokens "
              f"(media: fps {recipe.media.fps:g}, max_pixels {recipe.media.max_pixels}, frame sides x"
              f"{dims.vision_factor})", ""]
-    prev = recipe.backbone
     for name, stage in recipe.active_stages():
+        base = recipe.base_stage(name)  # start_from, else the previous stage
+        prev = recipe.backbone if base is None else f"{base}'s final weights"
         folder = Path(stage.data.path) if stage.data.path else data_root / stage.data.dataset
         rows, source = _rows(recipe, stage, folder)
         steps = steps_of(stage, rows, gpus)
@@ -303,5 +308,4 @@ def dry_run(recipe: Recipe, data_root: str | Path | None = None, gpus: int = 1, 
                   f"  estimated GPU memory per device: {est.total / GB:.1f} GiB ("
                   + ", ".join(f"{k} {v / GB:.2f}" for k, v in est.parts.items() if v) + ")"]
         lines += [f"  note: {n}" for n in est.notes]
-        prev = f"{name}'s final weights"
     return "\n".join(lines)

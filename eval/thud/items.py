@@ -44,18 +44,20 @@ class ThudItem:
         return self.offset if self.condition == "shift" else None
 
 
-def held_out_clips(annotations: str | Path, limit: int | None = None) -> list[AnnotatedClip]:
-    """Clips of an annotation JSONL, kept to ``split == "test"`` when the file has split fields.
+def held_out_clips(annotations: str | Path, limit: int | None = None, split: str = "test") -> list[AnnotatedClip]:
+    """Clips of an annotation JSONL, kept to ``split`` (held-out ``"test"`` by default) when the file has split fields.
 
+    ``split="train"`` asks the same questions about training clips: how a training recipe is tuned without ever
+    reading its held-out clips.
     Raises:
         FileNotFoundError / AnnotationError: missing file or a bad record.
-        ValueError: no held-out clip in the file.
+        ValueError: no clip of that split in the file.
     """
     clips = read_annotations(annotations)
     if any(c.record.split is not None for c in clips):
-        clips = [c for c in clips if c.record.split == "test"]
+        clips = [c for c in clips if c.record.split == split]
     if not clips:
-        raise ValueError(f"{annotations}: no held-out (split: test) clip to evaluate")
+        raise ValueError(f"{annotations}: no clip with split: {split} to evaluate")
     clips.sort(key=lambda c: c.record.id)
     return clips[:limit] if limit else clips
 

@@ -3,6 +3,8 @@ recipe loads, and that check must not import the suite's model code (torch and t
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from eval.conditions import InputConditions
@@ -18,6 +20,9 @@ class ThudOptions(BaseModel):
 
     annotations: str | None = Field(None, description="annotation JSONL of held-out clips (split: test kept)")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N held-out clips")
+    split: Literal["test", "train"] = Field(
+        "test", description="clips of this split of the annotation file: test (held out), or train to tune a "
+                            "training recipe on its own clips without reading the held-out ones")
     modes: list[str] = Field(default_factory=lambda: ["closed_set", "free_form"])
     conditions: list[str] = Field(default_factory=lambda: ["shift", "mute", "swap"])
     offsets: list[float] = Field(default_factory=lambda: list(DEFAULT_OFFSETS))

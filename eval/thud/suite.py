@@ -235,7 +235,7 @@ def run(ctx: EvalContext) -> dict:
     out_dir = ctx.out_dir / SUITE
     result: dict[str, Any] = {"options": opts.model_dump(mode="json"), "metrics": {}, "predictions": {}}
     if opts.annotations:
-        clips = held_out_clips(opts.annotations, opts.limit)
+        clips = held_out_clips(opts.annotations, opts.limit, opts.split)
         plan = plan_items(clips, opts.offsets, opts.shifts_per_clip, ctx.seed, opts.conditions, opts.margin)
         items = plan.items
         rows = evaluate_items(ctx, items, opts, judge)
