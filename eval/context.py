@@ -207,3 +207,39 @@ class EvalContext:
     def cached(self, suite: str, item_id: str, settings: dict, compute: Callable[[], Any], inputs: Any = None) -> Any:
         """The prediction for one item under ``settings``, from the cache or computed and stored."""
         return self.cache.get_or_compute(self.key(suite, item_id, settings, inputs), compute)
+
+
+class Batched:
+    """Predictions computed several at a time, handed out one at a time to :meth:`EvalContext.cached`.
+
+    A suite registers, in the order it will ask for them, the items whose prediction the cache lacks (:meth:`want`);
+    the ``compute`` of one of them calls :meth:`get`, which runs ``compute_many`` on that item and the next
+    ``size - 1`` registered ones and keeps the others' values for when they are asked. Each value is still stored
+    through ``cached`` by its own item (same keys, same hit and miss counts as one at a time), and nothing is
+    computed for an item the cache already answers.
+    """
+
+    def __init__(self, compute_many: Callable[[list[Any]], list[Any]], size: int):
+        if size < 1:
+            raise ValueError(f"batch size must be at least 1, got {size}")
+        self._compute_many, self.size = compute_many, size
+        self._queue: list[tuple[str, Any]] = []
+        self._ready: dict[str, Any] = {}
+
+    def want(self, ident: str, payload: Any) -> None:
+        """Register item ``ident`` (``payload`` is what ``compute_many`` gets for it) as needing a prediction."""
+        self._queue.append((ident, payload))
+
+    def get(self, ident: str, payload: Any) -> Any:
+        """The value of ``ident``: computed now with the registered items that follow it, or kept from an earlier
+        batch. An item that was never registered is computed alone."""
+        if ident not in self._ready:
+            at = next((i for i, (k, _) in enumerate(self._queue) if k == ident), None)
+            chunk = [(ident, payload)] if at is None else self._queue[at: at + self.size]
+            if at is not None:
+                del self._queue[at: at + self.size]
+            values = self._compute_many([p for _, p in chunk])
+            if len(values) != len(chunk):
+                raise RuntimeError(f"batched computation returned {len(values)} values for {len(chunk)} items")
+            self._ready.update((k, v) for (k, _), v in zip(chunk, values))
+        return self._ready.pop(ident)

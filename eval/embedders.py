@@ -64,19 +64,40 @@ def build_tiny_embedder(out_dir: str | Path, seed: int = 0) -> Path:
     return out
 
 
+# Loaded embedders of this process, by folder or hub id and the state of its files: `eval watch` scores the captions
+# of every checkpoint with the same embedder, and loading it again for each cost more than the scoring.
+_LOADED: dict[tuple, object] = {}
+
+
 def load_embedder(name: str, cache_dir: str | Path | None = None):
-    """A ``SentenceTransformer`` for ``name`` (the tiny name is built on first use), on CPU unless CUDA is there.
+    """A ``SentenceTransformer`` for ``name`` (the tiny name is built on first use), on CPU unless CUDA is there;
+    loaded once per process and shared by every later call with the same model (a rewritten folder is loaded again).
 
     Raises:
         FileNotFoundError: a hub id that is not in the local cache, with how to provide it.
     """
-    from sentence_transformers import SentenceTransformer
-
     if name == TINY_EMBEDDER:
         folder = Path(cache_dir) / name if cache_dir else _cache() / name
         if not (folder / "modules.json").is_file():
             build_tiny_embedder(folder)
         name = str(folder)
+    key = (name, _folder_stamp(Path(name)))
+    if key not in _LOADED:
+        _LOADED[key] = _load(name)
+    return _LOADED[key]
+
+
+def _folder_stamp(folder: Path) -> tuple:
+    """(file, size, mtime) of every file of a local model folder; () for a hub id."""
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in folder.rglob("*") if p.is_file()))
+
+
+def _load(name: str):
+    from sentence_transformers import SentenceTransformer
+
     try:
         return SentenceTransformer(name, local_files_only=True)
     except OSError as exc:
