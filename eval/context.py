@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -101,6 +102,10 @@ def _hash_files(path: Path, files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+# Longest time between two fsyncs of a prediction cache (see PredictionCache.put).
+SYNC_SECONDS = 1.0
+
+
 class PredictionCache:
     """Append-only JSONL of predictions: one line per (key, prediction); lines written and flushed one by one."""
 
@@ -114,6 +119,7 @@ class PredictionCache:
             self._read(Path(source))
         self.hits = 0
         self.misses = 0
+        self._synced = float("-inf")  # monotonic time of the last fsync
 
     def _read(self, path: Path) -> None:
         if not path.is_file():
@@ -145,7 +151,12 @@ class PredictionCache:
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": key, "value": value}) + "\n")
             fh.flush()
-            os.fsync(fh.fileno())
+            # A flushed line survives the process being killed (the OS holds it); fsync adds only survival of a
+            # power cut, so it runs at most every SYNC_SECONDS: a cut then costs the last second's predictions,
+            # which a resumed run recomputes, while an fsync per line cost more than the scoring of a tiny model.
+            if time.monotonic() - self._synced >= SYNC_SECONDS:
+                os.fsync(fh.fileno())
+                self._synced = time.monotonic()
         self._data[key] = value
         return value
 

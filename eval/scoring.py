@@ -21,6 +21,7 @@ the whole), the question is scored as one prefix, or every option as a full sequ
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -133,8 +134,24 @@ def _head(processor, media: MediaSettings, prompt: str, frames, audio, image) ->
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+# Token ids of texts already tokenised, per tokenizer: a question is tokenised whole, in parts and with each option
+# (a dozen calls), and the options and media placeholders repeat from question to question.
+_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TOKENS_MAX = 50_000  # texts remembered per tokenizer before starting afresh
+
+
 def _ids(tok, text: str) -> list[int]:
-    return tok(text, add_special_tokens=False)["input_ids"]
+    """``text``'s token ids without special tokens (a list the caller must not modify: it is shared)."""
+    try:
+        memo = _TOKENS.setdefault(tok, {})
+    except TypeError:  # a tokenizer that takes no weak reference is simply not memoised
+        return tok(text, add_special_tokens=False)["input_ids"]
+    ids = memo.get(text)
+    if ids is None:
+        if len(memo) >= _TOKENS_MAX:
+            memo.clear()
+        ids = memo[text] = tok(text, add_special_tokens=False)["input_ids"]
+    return ids
 
 
 def _media_split(tok, head: str, prompt: str) -> int:
