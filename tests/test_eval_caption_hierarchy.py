@@ -66,6 +66,26 @@ def test_tiny_embedder_loads_through_sentence_transformers(embedder):
     assert "thud" in " ".join(model.tokenizer.tokenize("thud")).replace("##", "").replace(" ", "")
 
 
+def test_loading_the_embedder_does_not_import_wandb(embedder):
+    """In a fresh process (as `eval run` is), loading the embedder leaves wandb unimported, though timm (when
+    installed) would import it through sentence-transformers; wandb still imports normally afterwards."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\n"
+            "from eval.embedders import load_embedder\n"
+            "e = load_embedder(sys.argv[1]).encode(['sound of thud'])\n"
+            "print(e.shape, 'wandb' in sys.modules)\n"
+            "import wandb\n"
+            "print(callable(wandb.init))\n")
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code, str(embedder)], capture_output=True, text=True, cwd=repo,
+                          env={**os.environ, "PYTHONPATH": str(repo)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["(1, 32) False", "True"]
+
+
 class _Processor:
     feature_extractor = object()  # takes audio
 
