@@ -158,7 +158,8 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 def caption_clips(ctx: EvalContext, prompt: str, clips: list[LabelledClip], max_new_tokens: int) -> list[str]:
     """Greedy captions of ``clips``: the audio files answered together in one batch, the videos (frames and sound)
     in another."""
-    from data_builders.media import load_audio, load_clip
+    from data_builders.media import load_clip
+    from eval.context import decoded_audio
     from train.inputs import generate_texts
 
     out: list[str] = [""] * len(clips)
@@ -170,8 +171,8 @@ def caption_clips(ctx: EvalContext, prompt: str, clips: list[LabelledClip], max_
             decoded = [load_clip(clips[k].file, ctx.media) for k in rows]
             frames, audios = [d.frames for d in decoded], [d.audio for d in decoded]
         else:
-            frames, audios = None, [load_audio(clips[k].file, ctx.media.sample_rate,
-                                               max_seconds=ctx.media.max_clip_seconds)[0] for k in rows]
+            frames, audios = None, [decoded_audio(clips[k].file, ctx.media.sample_rate,
+                                                  max_seconds=ctx.media.max_clip_seconds) for k in rows]
         texts = generate_texts(ctx.model, ctx.processor, ctx.media, [prompt] * len(rows), videos=frames,
                                audios=audios, max_new_tokens=max_new_tokens)
         for k, text in zip(rows, texts):

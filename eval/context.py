@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -87,6 +88,36 @@ def media_identity(path: str | Path) -> str:
             h.update(fh.read())
         _MEDIA_IDS[stamp] = f"{st.st_size}:{h.hexdigest()[:16]}"
     return _MEDIA_IDS[stamp]
+
+
+# Waveforms decoded by this process, by file state and decoding settings, up to DECODED_MAX_BYTES, least recently
+# used first out: `eval watch` plays every checkpoint the same files, and decoding them again cost more than scoring
+# them on the tiny models.
+_DECODED: OrderedDict[tuple, Any] = OrderedDict()
+DECODED_MAX_BYTES = 64 << 20
+
+
+def decoded_audio(path: str | Path, sample_rate: int, max_seconds: float | None = None):
+    """``data_builders.media.load_audio(path, sample_rate, max_seconds=max_seconds)[0]``, decoded once per process
+    while the file is unchanged; a copy each time (callers may change theirs)."""
+    from data_builders import media
+
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:  # the loader says what is wrong with it
+        return media.load_audio(path, sample_rate, max_seconds=max_seconds)[0]
+    key = (str(path.absolute()), st.st_size, st.st_mtime_ns, sample_rate, max_seconds)
+    if key in _DECODED:
+        _DECODED.move_to_end(key)
+        return _DECODED[key].copy()
+    wave = media.load_audio(path, sample_rate, max_seconds=max_seconds)[0]
+    if wave.nbytes > DECODED_MAX_BYTES:
+        return wave
+    _DECODED[key] = wave
+    while sum(a.nbytes for a in _DECODED.values()) > DECODED_MAX_BYTES:
+        _DECODED.popitem(last=False)
+    return wave.copy()
 
 
 def _hash_files(path: Path, files: list[Path]) -> str:

@@ -65,3 +65,33 @@ def test_token_ids_are_remembered_per_tokenizer(tiny_backbones):
     assert scoring._ids(processor.tokenizer, text) is ids  # remembered
     assert scoring._ids(other.tokenizer, text) is not ids  # another tokenizer tokenises for itself
     assert scoring._ids(other.tokenizer, text) == other.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_decoded_audio_is_decoded_once_per_file_state(tmp_path, monkeypatch):
+    """Every checkpoint hears the same files: a waveform is decoded once while its file is unchanged, each caller
+    gets its own copy, and a rewritten file is decoded again."""
+    import os
+
+    import numpy as np
+    import soundfile as sf
+
+    from data_builders import media
+
+    monkeypatch.setattr(context, "_DECODED", type(context._DECODED)())
+    decodes = []
+    real = media.load_audio
+    monkeypatch.setattr(media, "load_audio", lambda *a, **k: decodes.append(a[0]) or real(*a, **k))
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.linspace(-0.5, 0.5, 16000, dtype=np.float32), 16000)
+    first = context.decoded_audio(wav, 16000)
+    assert np.array_equal(first, real(wav, 16000)[0]) and len(decodes) == 1
+    first[:] = 0  # a caller changing its copy changes nobody else's
+    again = context.decoded_audio(wav, 16000)
+    assert len(decodes) == 1 and np.array_equal(again, real(wav, 16000)[0])
+    context.decoded_audio(wav, 16000, max_seconds=0.5)  # other decoding settings: decoded for them
+    assert len(decodes) == 2
+    sf.write(wav, np.zeros(8000, np.float32), 16000)
+    os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**9))
+    assert context.decoded_audio(wav, 16000).size == 8000 and len(decodes) == 3
+    with pytest.raises(FileNotFoundError):
+        context.decoded_audio(tmp_path / "missing.wav", 16000)
