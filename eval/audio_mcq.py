@@ -104,7 +104,8 @@ def prompt(question: str, options: tuple[str, ...]) -> str:
 
 def condition_items(items: list[McqItem], media) -> list[ConditionItem]:
     """The questions as :class:`ConditionItem` records (media decoded lazily with the recipe's settings)."""
-    from data_builders.media import load_audio, load_clip, probe_duration
+    from data_builders.media import load_clip, probe_duration
+    from eval.context import decoded_audio
 
     out = []
     for it in items:
@@ -114,7 +115,7 @@ def condition_items(items: list[McqItem], media) -> list[ConditionItem]:
                 return clip.frames, clip.audio
         else:
             def load(it=it):
-                return None, load_audio(it.media, media.sample_rate, max_seconds=media.max_clip_seconds)[0]
+                return None, decoded_audio(it.media, media.sample_rate, max_seconds=media.max_clip_seconds)
         duration = min(probe_duration(it.media), media.max_clip_seconds)
         out.append(ConditionItem(it.id, prompt(it.question, it.options), it.options, frozenset({it.answer}),
                                  duration, load, media_identity(it.media)))

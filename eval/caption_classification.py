@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from eval.context import EvalContext, media_identity
+from eval.context import Batched, EvalContext, media_identity
 
 SUITE = "caption_classification"
 PREFIX = "sound of "  # the paper's prefix, on captions and labels alike
@@ -41,6 +41,7 @@ class CaptionOptions(BaseModel):
     prompt: str = Field(CAPTION_PROMPT, description="what the model is asked about each clip")
     max_new_tokens: int = Field(24, ge=1)
     limit: int | None = Field(None, ge=1, description="only the first N clips")
+    batch_size: int = Field(8, ge=1, description="clips captioned in one generate call")
     world_per_class: int = Field(2, ge=1, description="offline world: clips per sound class")
 
 
@@ -145,24 +146,42 @@ def generate_text(model, processor, media, prompt: str, audio: np.ndarray | None
                   max_new_tokens: int = 24) -> str:
     """Greedy answer to ``prompt`` about one audio clip (with its frames when it is a video), or about frames alone
     when ``audio`` is None (a model without audio input)."""
-    import torch
+    from train.inputs import generate_texts
 
-    from train.inputs import chat_messages, encode, forward_kwargs
+    return generate_texts(model, processor, media, [prompt], videos=None if frames is None else [frames],
+                          audios=None if audio is None else [audio], max_new_tokens=max_new_tokens)[0]
 
-    video = frames is not None
-    separate = audio is not None and not (video and media.audio_in_video)
-    text = processor.apply_chat_template(chat_messages(prompt, video=video, audio=separate), tokenize=False,
-                                         add_generation_prompt=True)
-    batch = encode(processor, media, [text], videos=[frames] if video else None,
-                   audios=[audio] if audio is not None else None, padding_side="left")
-    device = next(model.parameters()).device
-    batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
-    # Without audio there is no interleaving to tell the model about (and a model without audio input refuses the
-    # argument in generate).
-    extra = forward_kwargs(media, video) if audio is not None else {}
-    with torch.no_grad():
-        out = model.generate(**batch, **extra, max_new_tokens=max_new_tokens, do_sample=False)
-    return processor.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+
+
+def caption_clips(ctx: EvalContext, prompt: str, clips: list[LabelledClip], max_new_tokens: int) -> list[str]:
+    """Greedy captions of ``clips``: the audio files answered together in one batch, the videos (frames and sound)
+    in another."""
+    from data_builders.media import load_clip
+    from eval.context import decoded_audio
+    from train.inputs import generate_texts
+
+    out: list[str] = [""] * len(clips)
+    for video in (False, True):
+        rows = [k for k, c in enumerate(clips) if (c.file.suffix.lower() in VIDEO_SUFFIXES) == video]
+        if not rows:
+            continue
+        if video:
+            decoded = [load_clip(clips[k].file, ctx.media) for k in rows]
+            frames, audios = [d.frames for d in decoded], [d.audio for d in decoded]
+        else:
+            frames, audios = None, [decoded_audio(clips[k].file, ctx.media.sample_rate,
+                                                  max_seconds=ctx.media.max_clip_seconds) for k in rows]
+        texts = generate_texts(ctx.model, ctx.processor, ctx.media, [prompt] * len(rows), videos=frames,
+                               audios=audios, max_new_tokens=max_new_tokens)
+        for k, text in zip(rows, texts):
+            out[k] = text
+    return out
+
+
+def _rel(clip: LabelledClip, folder: Path) -> str:
+    return clip.file.relative_to(folder).as_posix()
 
 
 def _label_sets(opts: CaptionOptions, folder: Path, clips: list[LabelledClip]) -> dict[str, list[str]]:
@@ -180,7 +199,6 @@ def run(ctx: EvalContext) -> dict:
     Raises:
         ValueError: no ``embedder`` option, no valid clip, or a label set with no clip.
     """
-    from data_builders.media import load_audio, load_clip
     from data_builders.sound_world import default_world
     from eval.embedders import load_embedder
 
@@ -198,28 +216,21 @@ def run(ctx: EvalContext) -> dict:
         raise ValueError(f"{folder}: no valid labelled clip ({[q['reason'] for q in quarantined[:3]]})")
     rank, world = ctx.shard
     settings = {"prompt": opts.prompt, "max_new_tokens": opts.max_new_tokens}
+    batched = Batched(lambda batch: [{"text": t} for t in caption_clips(ctx, opts.prompt, batch,
+                                                                         opts.max_new_tokens)], opts.batch_size)
+    for i, clip in enumerate(clips):
+        if i % world == rank and ctx.lookup(SUITE, _rel(clip, folder), settings, media_identity(clip.file)) is None:
+            batched.want(_rel(clip, folder), clip)
     captions: dict[str, str] = {}
     for i, clip in enumerate(clips):
-        rel = clip.file.relative_to(folder).as_posix()
-
-        def caption(clip=clip) -> dict:
-            if clip.file.suffix.lower() in (".mp4", ".mkv", ".webm", ".avi", ".mov"):
-                decoded = load_clip(clip.file, ctx.media)
-                frames, audio = decoded.frames, decoded.audio
-            else:
-                frames, audio = None, load_audio(clip.file, ctx.media.sample_rate,
-                                                 max_seconds=ctx.media.max_clip_seconds)[0]
-            return {"text": generate_text(ctx.model, ctx.processor, ctx.media, opts.prompt, audio, frames,
-                                          opts.max_new_tokens)}
-
-        inputs = media_identity(clip.file)
-        value = ctx.cached(SUITE, rel, settings, caption, inputs) if i % world == rank else \
-            ctx.lookup(SUITE, rel, settings, inputs)
+        rel, inputs = _rel(clip, folder), media_identity(clip.file)
+        value = ctx.cached(SUITE, rel, settings, lambda rel=rel, clip=clip: batched.get(rel, clip), inputs) \
+            if i % world == rank else ctx.lookup(SUITE, rel, settings, inputs)
         if value is not None:
             captions[rel] = value["text"]
-    done = [c for c in clips if c.file.relative_to(folder).as_posix() in captions]
+    done = [c for c in clips if _rel(c, folder) in captions]
     embedder = load_embedder(opts.embedder)
-    cap_emb = embedder.encode([PREFIX + captions[c.file.relative_to(folder).as_posix()] for c in done],
+    cap_emb = embedder.encode([PREFIX + captions[_rel(c, folder)] for c in done],
                               normalize_embeddings=True, convert_to_numpy=True)
     sets, metrics = {}, {}
     for name, labels in _label_sets(opts, folder, clips).items():
@@ -235,8 +246,8 @@ def run(ctx: EvalContext) -> dict:
     if rank == 0:
         from data_builders.annotations import write_jsonl
 
-        write_jsonl(path, [{"file": c.file.relative_to(folder).as_posix(), "labels": list(c.labels),
-                            "caption": captions[c.file.relative_to(folder).as_posix()]} for c in done])
+        write_jsonl(path, [{"file": _rel(c, folder), "labels": list(c.labels),
+                            "caption": captions[_rel(c, folder)]} for c in done])
     return {"metrics": metrics, "label_sets": sets, "captions": str(path), "quarantined": quarantined,
             "settings": {"data": str(folder), "embedder": opts.embedder, "prefix": PREFIX, "prompt": opts.prompt,
                          "n_clips": len(done)}}

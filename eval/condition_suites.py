@@ -45,9 +45,9 @@ def thud_items(items: Sequence, media, seed: int) -> list[ConditionItem]:
 
 def spectrogram_items(items: Sequence, root: Path, media) -> list[ConditionItem]:
     """The benchmark's audio questions (the spoken word instead of its picture), both option kinds."""
-    from data_builders.media import load_audio, probe_duration
+    from data_builders.media import probe_duration
     from data_builders.spectrogram_mcq import prompt
-    from eval.context import media_identity
+    from eval.context import decoded_audio, media_identity
 
     out = []
     for item in items:
@@ -57,6 +57,6 @@ def spectrogram_items(items: Sequence, root: Path, media) -> list[ConditionItem]
             options = tuple(getattr(item.options, kind))
             out.append(ConditionItem(f"{item.id}|{kind}", prompt(list(options), kind, "audio"), options,
                                      frozenset({item.answer}), duration,
-                                     lambda path=path: (None, load_audio(path, media.sample_rate)[0]),
+                                     lambda path=path: (None, decoded_audio(path, media.sample_rate)),
                                      media_identity(path)))
     return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,6 +90,36 @@ def media_identity(path: str | Path) -> str:
     return _MEDIA_IDS[stamp]
 
 
+# Waveforms decoded by this process, by file state and decoding settings, up to DECODED_MAX_BYTES, least recently
+# used first out: `eval watch` plays every checkpoint the same files, and decoding them again cost more than scoring
+# them on the tiny models.
+_DECODED: OrderedDict[tuple, Any] = OrderedDict()
+DECODED_MAX_BYTES = 64 << 20
+
+
+def decoded_audio(path: str | Path, sample_rate: int, max_seconds: float | None = None):
+    """``data_builders.media.load_audio(path, sample_rate, max_seconds=max_seconds)[0]``, decoded once per process
+    while the file is unchanged; a copy each time (callers may change theirs)."""
+    from data_builders import media
+
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:  # the loader says what is wrong with it
+        return media.load_audio(path, sample_rate, max_seconds=max_seconds)[0]
+    key = (str(path.absolute()), st.st_size, st.st_mtime_ns, sample_rate, max_seconds)
+    if key in _DECODED:
+        _DECODED.move_to_end(key)
+        return _DECODED[key].copy()
+    wave = media.load_audio(path, sample_rate, max_seconds=max_seconds)[0]
+    if wave.nbytes > DECODED_MAX_BYTES:
+        return wave
+    _DECODED[key] = wave
+    while sum(a.nbytes for a in _DECODED.values()) > DECODED_MAX_BYTES:
+        _DECODED.popitem(last=False)
+    return wave.copy()
+
+
 def _hash_files(path: Path, files: list[Path]) -> str:
     h = hashlib.sha256()
     for p in files:
@@ -99,6 +131,10 @@ def _hash_files(path: Path, files: list[Path]) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
+
+
+# Longest time between two fsyncs of a prediction cache (see PredictionCache.put).
+SYNC_SECONDS = 1.0
 
 
 class PredictionCache:
@@ -114,6 +150,7 @@ class PredictionCache:
             self._read(Path(source))
         self.hits = 0
         self.misses = 0
+        self._synced = float("-inf")  # monotonic time of the last fsync
 
     def _read(self, path: Path) -> None:
         if not path.is_file():
@@ -145,7 +182,12 @@ class PredictionCache:
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": key, "value": value}) + "\n")
             fh.flush()
-            os.fsync(fh.fileno())
+            # A flushed line survives the process being killed (the OS holds it); fsync adds only survival of a
+            # power cut, so it runs at most every SYNC_SECONDS: a cut then costs the last second's predictions,
+            # which a resumed run recomputes, while an fsync per line cost more than the scoring of a tiny model.
+            if time.monotonic() - self._synced >= SYNC_SECONDS:
+                os.fsync(fh.fileno())
+                self._synced = time.monotonic()
         self._data[key] = value
         return value
 
@@ -207,3 +249,39 @@ class EvalContext:
     def cached(self, suite: str, item_id: str, settings: dict, compute: Callable[[], Any], inputs: Any = None) -> Any:
         """The prediction for one item under ``settings``, from the cache or computed and stored."""
         return self.cache.get_or_compute(self.key(suite, item_id, settings, inputs), compute)
+
+
+class Batched:
+    """Predictions computed several at a time, handed out one at a time to :meth:`EvalContext.cached`.
+
+    A suite registers, in the order it will ask for them, the items whose prediction the cache lacks (:meth:`want`);
+    the ``compute`` of one of them calls :meth:`get`, which runs ``compute_many`` on that item and the next
+    ``size - 1`` registered ones and keeps the others' values for when they are asked. Each value is still stored
+    through ``cached`` by its own item (same keys, same hit and miss counts as one at a time), and nothing is
+    computed for an item the cache already answers.
+    """
+
+    def __init__(self, compute_many: Callable[[list[Any]], list[Any]], size: int):
+        if size < 1:
+            raise ValueError(f"batch size must be at least 1, got {size}")
+        self._compute_many, self.size = compute_many, size
+        self._queue: list[tuple[str, Any]] = []
+        self._ready: dict[str, Any] = {}
+
+    def want(self, ident: str, payload: Any) -> None:
+        """Register item ``ident`` (``payload`` is what ``compute_many`` gets for it) as needing a prediction."""
+        self._queue.append((ident, payload))
+
+    def get(self, ident: str, payload: Any) -> Any:
+        """The value of ``ident``: computed now with the registered items that follow it, or kept from an earlier
+        batch. An item that was never registered is computed alone."""
+        if ident not in self._ready:
+            at = next((i for i, (k, _) in enumerate(self._queue) if k == ident), None)
+            chunk = [(ident, payload)] if at is None else self._queue[at: at + self.size]
+            if at is not None:
+                del self._queue[at: at + self.size]
+            values = self._compute_many([p for _, p in chunk])
+            if len(values) != len(chunk):
+                raise RuntimeError(f"batched computation returned {len(values)} values for {len(chunk)} items")
+            self._ready.update((k, v) for (k, _), v in zip(chunk, values))
+        return self._ready.pop(ident)

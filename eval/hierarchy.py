@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from data_builders.annotations import read_jsonl_models
-from eval.context import EvalContext, media_identity
+from eval.context import EvalContext, decoded_audio, media_identity
 
 SUITE = "hierarchy"
 Relation = Literal["synonym", "hypernym", "unrelated"]
@@ -97,7 +97,6 @@ def run(ctx: EvalContext) -> dict:
     Raises:
         ValueError: bad pairs file, or no pair with clips to ask about.
     """
-    from data_builders.media import load_audio
     from data_builders.sound_world import CONCEPT_PAIRS, default_world
     from eval.caption_classification import read_labelled
     from eval.scoring import SharedMedia, score_options
@@ -115,7 +114,7 @@ def run(ctx: EvalContext) -> dict:
 
     def wave(clip) -> np.ndarray:
         if clip.file not in audio:
-            audio[clip.file] = load_audio(clip.file, sr, max_seconds=ctx.media.max_clip_seconds)[0]
+            audio[clip.file] = decoded_audio(clip.file, sr, max_seconds=ctx.media.max_clip_seconds)
         return audio[clip.file]
 
     rank, world = ctx.shard

@@ -21,6 +21,7 @@ the whole), the question is scored as one prefix, or every option as a full sequ
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -114,10 +115,11 @@ def score_options(model, processor, media: MediaSettings, prompt: str, options: 
         return score_unshared(model, processor, media, prompt, options, frames=frames, audio=audio, image=image)
     # Without a SharedMedia nothing outlives this call: the whole prompt is one prefix (one pass, not two).
     split = _media_split(tok, head, prompt) if shared is not None else len(head)
-    key = (id(model), head[:split], media_digest(frames, audio, image), media.model_dump_json())
+    digest = media_digest(frames, audio, image)
+    key = (id(model), head[:split], digest, media.model_dump_json())
 
     def build() -> _Prefix:
-        return _run_prefix(model, processor, media, head[:split], frames, audio, image)
+        return _run_prefix(model, processor, media, head[:split], frames, audio, image, digest)
 
     with torch.no_grad():
         prefix = (shared or SharedMedia()).get(key, build)
@@ -133,8 +135,24 @@ def _head(processor, media: MediaSettings, prompt: str, frames, audio, image) ->
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+# Token ids of texts already tokenised, per tokenizer: a question is tokenised whole, in parts and with each option
+# (a dozen calls), and the options and media placeholders repeat from question to question.
+_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TOKENS_MAX = 50_000  # texts remembered per tokenizer before starting afresh
+
+
 def _ids(tok, text: str) -> list[int]:
-    return tok(text, add_special_tokens=False)["input_ids"]
+    """``text``'s token ids without special tokens (a list the caller must not modify: it is shared)."""
+    try:
+        memo = _TOKENS.setdefault(tok, {})
+    except TypeError:  # a tokenizer that takes no weak reference is simply not memoised
+        return tok(text, add_special_tokens=False)["input_ids"]
+    ids = memo.get(text)
+    if ids is None:
+        if len(memo) >= _TOKENS_MAX:
+            memo.clear()
+        ids = memo[text] = tok(text, add_special_tokens=False)["input_ids"]
+    return ids
 
 
 def _media_split(tok, head: str, prompt: str) -> int:
@@ -152,13 +170,57 @@ def _rope_owner(model):
     return next((m for m in model.modules() if getattr(m, "rope_deltas", None) is not None), None)
 
 
-def _run_prefix(model, processor, media: MediaSettings, text: str, frames, audio, image) -> _Prefix:
+# Encoded media prefixes (the processor's output), by processor content, text, media bytes and settings, up to
+# ENCODED_MAX_BYTES, least recently used first out: `eval watch` asks every checkpoint the same questions about the
+# same clips, and the processor's work (frames to patches, waveforms to log-mel features, text to tokens) does not
+# depend on the weights. A checkpoint that brings another processor configuration or tokenizer encodes anew.
+_ENCODED: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+ENCODED_MAX_BYTES = 256 << 20
+_PROCESSOR_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def processor_identity(processor) -> str:
+    """Content identity of a processor: its configuration (every sub-processor's settings) and its tokenizer."""
+    try:
+        return _PROCESSOR_IDS[processor]
+    except (KeyError, TypeError):
+        pass
+    h = hashlib.sha256(processor.to_json_string().encode())
+    tok = getattr(processor, "tokenizer", None)
+    backend = getattr(tok, "backend_tokenizer", None)
+    h.update((backend.to_str() if backend is not None else repr(sorted(tok.get_vocab().items()))).encode())
+    ident = h.hexdigest()
+    try:
+        _PROCESSOR_IDS[processor] = ident
+    except TypeError:
+        pass
+    return ident
+
+
+def _encode_prefix(processor, media: MediaSettings, text: str, frames, audio, image, digest: str | None):
+    """:func:`train.inputs.encode` of one prefix, from :data:`_ENCODED` when this processor content has encoded
+    the same text and media before (``digest`` is :func:`media_digest` of the media; None skips the memo)."""
+    key = None if digest is None else (processor_identity(processor), text, digest, media.model_dump_json())
+    if key in _ENCODED:
+        _ENCODED.move_to_end(key)
+        return _ENCODED[key][0]
+    batch = encode(processor, media, [text], videos=[frames] if frames is not None else None,
+                   audios=[audio] if audio is not None else None, images=[image] if image is not None else None)
+    if key is not None:
+        size = sum(v.numel() * v.element_size() for v in batch.values() if hasattr(v, "numel"))
+        _ENCODED[key] = (batch, size)
+        while sum(n for _, n in _ENCODED.values()) > ENCODED_MAX_BYTES:
+            _ENCODED.popitem(last=False)
+    return batch
+
+
+def _run_prefix(model, processor, media: MediaSettings, text: str, frames, audio, image,
+                digest: str | None = None) -> _Prefix:
     """Encode ``text`` with the media and run it through the model once, keeping its key/value cache."""
     import torch
 
     video = frames is not None
-    batch = encode(processor, media, [text], videos=[frames] if video else None,
-                   audios=[audio] if audio is not None else None, images=[image] if image is not None else None)
+    batch = _encode_prefix(processor, media, text, frames, audio, image, digest)
     device = next(model.parameters()).device
     batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
     for m in model.modules():  # a stale offset of an earlier prompt must not pass for this one's

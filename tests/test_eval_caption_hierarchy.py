@@ -5,6 +5,7 @@ scorers whose right answers are known."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -65,6 +66,26 @@ def test_tiny_embedder_loads_through_sentence_transformers(embedder):
     assert "thud" in " ".join(model.tokenizer.tokenize("thud")).replace("##", "").replace(" ", "")
 
 
+def test_loading_the_embedder_does_not_import_wandb(embedder):
+    """In a fresh process (as `eval run` is), loading the embedder leaves wandb unimported, though timm (when
+    installed) would import it through sentence-transformers; wandb still imports normally afterwards."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\n"
+            "from eval.embedders import load_embedder\n"
+            "e = load_embedder(sys.argv[1]).encode(['sound of thud'])\n"
+            "print(e.shape, 'wandb' in sys.modules)\n"
+            "import wandb\n"
+            "print(callable(wandb.init))\n")
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code, str(embedder)], capture_output=True, text=True, cwd=repo,
+                          env={**os.environ, "PYTHONPATH": str(repo)}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["(1, 32) False", "True"]
+
+
 class _Processor:
     feature_extractor = object()  # takes audio
 
@@ -84,20 +105,55 @@ def world(tmp_path_factory):
 
 def test_a_captioner_that_names_the_class_scores_perfectly(tmp_path, world, embedder, monkeypatch):
     """A caption that says the label gives the label's own embedding: cosine 1, the top score of every clip."""
-    classes = [json.loads(x)["labels"][0] for x in (world / "labels.jsonl").read_text().splitlines()]
-    seen = []
+    from train import inputs
 
-    def caption(model, processor, media, prompt, audio, frames=None, max_new_tokens=24):
-        seen.append(audio.size)
-        return classes[len(seen) - 1]  # clips are captioned in file order
-    monkeypatch.setattr(cc, "generate_text", caption)
-    res = cc.run(_ctx(tmp_path, {"data": str(world), "embedder": str(embedder)}))
-    assert len(seen) == 7 and set(seen) == {32000}
+    classes = [json.loads(x)["labels"][0] for x in (world / "labels.jsonl").read_text().splitlines()]
+    seen, batches = [], []
+
+    def caption(model, processor, media, prompts, videos=None, audios=None, max_new_tokens=24, temperature=0.0):
+        assert videos is None and len(prompts) == len(audios)  # the world's clips are audio files
+        batches.append(len(audios))
+        seen.extend(a.size for a in audios)
+        return classes[len(seen) - len(audios):len(seen)]  # clips are captioned in file order
+    monkeypatch.setattr(inputs, "generate_texts", caption)
+    res = cc.run(_ctx(tmp_path, {"data": str(world), "embedder": str(embedder), "batch_size": 3}))
+    assert len(seen) == 7 and set(seen) == {32000} and batches == [3, 3, 1]
     for name in ("in_distribution", "out_of_distribution"):
         m = res["label_sets"][name]
         assert m["accuracy"] == 1.0 and m["mAP"] == pytest.approx(1.0) and m["f1"] == 1.0, name
     rows = [json.loads(x) for x in (tmp_path / "caption_classification" / "captions.jsonl").read_text().splitlines()]
     assert rows[0] == {"file": "sounds/thud_0.wav", "labels": ["thud", "impact"], "caption": "thud"}
+
+
+def test_the_embedder_loads_once_for_every_checkpoint(tmp_path, world, embedder, monkeypatch):
+    """`eval watch` captions several checkpoints in one process: the embedder is loaded for the first and reused
+    (a folder rewritten since is loaded again)."""
+    import sentence_transformers
+
+    from eval import embedders
+    from train import inputs
+
+    loads = []
+
+    class Counting(sentence_transformers.SentenceTransformer):
+        def __init__(self, *args, **kwargs):
+            loads.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", Counting)
+    monkeypatch.setattr(embedders, "_LOADED", {})
+    monkeypatch.setattr(inputs, "generate_texts", lambda *a, audios=(), **k: ["a thud"] * len(audios))
+    results = []
+    for checkpoint in ("checkpoint-4", "checkpoint-8"):
+        ctx = _ctx(tmp_path / checkpoint, {"data": str(world), "embedder": str(embedder)})
+        ctx.fingerprint = checkpoint
+        results.append(cc.run(ctx)["metrics"])
+    assert loads == [str(embedder)] and results[0] == results[1]
+    assert embedders.load_embedder(str(embedder)) is embedders.load_embedder(str(embedder))
+    config = embedder / "config.json"  # rewritten in place: same size, a later modification time
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
+    embedders.load_embedder(str(embedder))
+    assert loads == [str(embedder)] * 2
 
 
 def test_caption_suite_needs_an_embedder(tmp_path):

@@ -39,6 +39,7 @@ class FakeModel:
 
     def __init__(self, prefer="delayed", fail_after=None, answer="The audio is delayed by about 2 seconds."):
         self.calls, self.seen, self.prefer, self.fail_after, self.answer = 0, [], prefer, fail_after, answer
+        self.batches: list[int] = []  # clips per generate call
 
     def _tick(self):
         if self.fail_after is not None and self.calls >= self.fail_after:
@@ -53,10 +54,14 @@ class FakeModel:
         return OptionScores(tuple(0.0 if o == OPTION_TEXT[self.prefer] else -5.0 for o in options),
                             tuple(1 for _ in options))
 
-    def generate(self, model, processor, media, prompt, frames, audio, max_new_tokens, temperature=0.0):
-        self._tick()
-        self.seen.append(("free", prompt, (), frames, audio))
-        return self.answer
+    def generate(self, model, processor, media, prompt, clips, max_new_tokens, temperature=0.0):
+        self.batches.append(len(clips))
+        out = []
+        for frames, audio in clips:
+            self._tick()
+            self.seen.append(("free", prompt, (), frames, audio))
+            out.append(self.answer)
+        return out
 
 
 def _ctx(tmp_path, options, cache_name="c.jsonl", shard=(0, 1), also=()):
@@ -69,7 +74,7 @@ def _ctx(tmp_path, options, cache_name="c.jsonl", shard=(0, 1), also=()):
 def fake(monkeypatch):
     fm = FakeModel()
     monkeypatch.setattr(thud_suite, "score_options", fm.score)
-    monkeypatch.setattr(thud_suite, "generate_answer", fm.generate)
+    monkeypatch.setattr(thud_suite, "generate_answers", fm.generate)
     return fm
 
 
@@ -122,20 +127,23 @@ def test_cache_hit_and_resume(tmp_path, test_clips, monkeypatch):
     opts = {"annotations": str(test_clips)}
     killed = FakeModel(fail_after=5)
     monkeypatch.setattr(thud_suite, "score_options", killed.score)
-    monkeypatch.setattr(thud_suite, "generate_answer", killed.generate)
+    monkeypatch.setattr(thud_suite, "generate_answers", killed.generate)
     with pytest.raises(KeyboardInterrupt):
         thud_suite.run(_ctx(tmp_path, opts))
     assert killed.calls == 5
+    # Three closed-set answers were stored; the free-form batch the kill interrupted was not.
+    stored = len((tmp_path / "c.jsonl").read_text().splitlines())
+    assert stored == 3 and killed.batches == [8]
     resumed = FakeModel()
     monkeypatch.setattr(thud_suite, "score_options", resumed.score)
-    monkeypatch.setattr(thud_suite, "generate_answer", resumed.generate)
+    monkeypatch.setattr(thud_suite, "generate_answers", resumed.generate)
     ctx = _ctx(tmp_path, opts)
     first = thud_suite.run(ctx)
-    total = 5 + resumed.calls
-    assert ctx.cache.hits == 5 and ctx.cache.misses == resumed.calls > 0
+    total = stored + resumed.calls
+    assert ctx.cache.hits == stored and ctx.cache.misses == resumed.calls > 0
     again = FakeModel()
     monkeypatch.setattr(thud_suite, "score_options", again.score)
-    monkeypatch.setattr(thud_suite, "generate_answer", again.generate)
+    monkeypatch.setattr(thud_suite, "generate_answers", again.generate)
     ctx2 = _ctx(tmp_path, opts)
     second = thud_suite.run(ctx2)
     assert again.calls == 0 and ctx2.cache.hits == total
@@ -159,6 +167,31 @@ def test_shards_merge_to_the_single_process_result(tmp_path, test_clips, fake):
     merged = thud_suite.run(ctx)
     assert ctx.cache.misses == 0 and fake.calls == 2 * n_single
     assert merged["metrics"] == single["metrics"]
+
+
+def test_free_form_answers_are_batched_and_equal_one_at_a_time(tmp_path, test_clips, fake):
+    """Free-form answers are generated batch_size clips at a time: the rows, the cache (one entry and one miss per
+    answer) and a second run's hits are those of one-at-a-time generation; shards batch their own answers."""
+    opts = {"annotations": str(test_clips), "modes": ["free_form"]}
+    one = _ctx(tmp_path / "one", {**opts, "batch_size": 1})
+    single = thud_suite.run(one)
+    assert fake.batches == [1] * 8 and one.cache.misses == 8
+    fake.batches.clear()
+    three = _ctx(tmp_path / "three", {**opts, "batch_size": 3})
+    batched = thud_suite.run(three)
+    assert fake.batches == [3, 3, 2] and three.cache.misses == 8
+    assert batched["metrics"] == single["metrics"]
+    rows = [Path(r["predictions"]["free_form"]).read_text() for r in (single, batched)]
+    assert rows[0] == rows[1]
+    again = _ctx(tmp_path / "three", {**opts, "batch_size": 3})
+    fake.batches.clear()
+    thud_suite.run(again)
+    assert fake.batches == [] and again.cache.hits == 8
+    fake.batches.clear()
+    for rank in (0, 1):  # both modes: free-form units interleave with closed-set ones across the shards
+        thud_suite.run(_ctx(tmp_path / "two", {"annotations": str(test_clips), "batch_size": 3},
+                            cache_name=f"predictions.rank{rank}.jsonl", shard=(rank, 2)))
+    assert sum(fake.batches) == 8 and max(fake.batches) <= 3
 
 
 def test_sync_set_per_band(tmp_path, test_clips, fake):
@@ -200,7 +233,7 @@ def test_judge_reads_every_answer_and_keeps_the_parser_label(tmp_path, test_clip
     cases = [("all", "The audio is early.", "judge"), ("undetermined", "The audio is early.", "parser"),
              ("undetermined", "A ball hits the ground.", "judge")]
     for scope, answer, expect_by in cases:
-        monkeypatch.setattr(thud_suite, "generate_answer", FakeModel(answer=answer).generate)
+        monkeypatch.setattr(thud_suite, "generate_answers", FakeModel(answer=answer).generate)
         asked: list[str] = []
 
         def judge(text):
@@ -227,7 +260,7 @@ def test_free_form_without_judge_is_marked_unreliable_and_a_served_judge_fixes_i
     from _judge_server import JudgeServer
 
     # A model that narrates only what it sees: the parser cannot read it, so 100 % of answers are undetermined.
-    monkeypatch.setattr(thud_suite, "generate_answer", FakeModel(answer="A ball falls onto the floor.").generate)
+    monkeypatch.setattr(thud_suite, "generate_answers", FakeModel(answer="A ball falls onto the floor.").generate)
     res = thud_suite.run(_ctx(tmp_path / "a", {"annotations": str(test_clips), "modes": ["free_form"]}))
     assert res["reliability"]["free_form"] == {"undetermined_pct": 100.0, "judged": False, "unreliable": True}
     write_report({"checkpoint": "x", "settings": {}, "suites": {"thud": {"status": "ok", **res}}}, tmp_path / "a")

@@ -127,3 +127,35 @@ def test_media_digest_tells_contents_apart():
     assert scoring.media_digest(a, None) != scoring.media_digest(b, None)
     assert scoring.media_digest(a, None) != scoring.media_digest(None, a)
     assert scoring.media_digest(a.reshape(2, -1)) != scoring.media_digest(a)
+
+
+def test_a_second_checkpoint_with_the_same_processor_reuses_the_encoded_prefixes(tiny_backbones, clip, monkeypatch):
+    """`eval watch` scores every checkpoint on the same clips: the processor's output is kept by processor content,
+    text and media, so a second checkpoint (its own model and processor objects, same configuration) encodes
+    nothing and scores as if it had; another processor configuration encodes anew."""
+    from train.backbones import load_backbone
+
+    monkeypatch.setattr(scoring, "_ENCODED", type(scoring._ENCODED)())
+    media = MediaSettings(**MEDIA)
+    decoded = load_clip(clip, media)
+    first, first_proc = load_backbone(str(tiny_backbones["tiny-qwen2.5-omni"]))
+    second, second_proc = load_backbone(str(tiny_backbones["tiny-qwen2.5-omni"]))
+    other, other_proc = load_backbone(str(tiny_backbones["tiny-qwen3-omni"]))
+    assert scoring.processor_identity(first_proc) == scoring.processor_identity(second_proc)
+    assert scoring.processor_identity(first_proc) != scoring.processor_identity(other_proc)
+    calls = []
+    real = scoring.encode
+    monkeypatch.setattr(scoring, "encode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for model, proc, encodes in ((first, first_proc, 1), (second, second_proc, 0), (other, other_proc, 1)):
+        model.eval()
+        before = len(calls)
+        got = score_options(model, proc, media, QUESTIONS[0], OPTIONS, frames=decoded.frames, audio=decoded.audio,
+                            shared=SharedMedia())
+        assert len(calls) - before == encodes
+        _close(got, score_unshared(model, proc, media, QUESTIONS[0], OPTIONS, frames=decoded.frames,
+                                   audio=decoded.audio))
+    monkeypatch.setattr(scoring, "ENCODED_MAX_BYTES", 0)  # nothing kept: every prefix encoded again
+    before = len(calls)
+    score_options(first, first_proc, media, QUESTIONS[1], OPTIONS, frames=decoded.frames, audio=decoded.audio)
+    score_options(first, first_proc, media, QUESTIONS[1], OPTIONS, frames=decoded.frames, audio=decoded.audio)
+    assert len(calls) - before == 2 and not scoring._ENCODED

@@ -126,3 +126,35 @@ def chat_prompt_and_completion(processor, prompt: str, answer: str, video: bool 
                          "cannot be masked reliably. Use a template whose generation prompt is a prefix of the "
                          f"full conversation (got head {head[-40:]!r} vs full {full[:len(head)][-40:]!r})")
     return head, full[len(head):]
+
+
+def generate_texts(model, processor, media: MediaSettings, prompts: Sequence[str],
+                   videos: Sequence[np.ndarray] | None = None, audios: Sequence[np.ndarray] | None = None,
+                   max_new_tokens: int = 64, temperature: float = 0.0) -> list[str]:
+    """Answers of ``model`` to ``prompts``, each about its own clip (``videos[i]`` frames and/or ``audios[i]``
+    waveform; None leaves that modality out for every row), generated together in one left-padded batch.
+
+    Greedy at temperature 0, sampled above it. Left padding lets every row continue from its own last real token,
+    and the attention mask and the multimodal positions ignore the pads, so a greedy answer is the one the row gets
+    alone. One decoding step costs much the same for a few rows as for one (on the tiny CPU models, sixteen answers
+    in one call take under a quarter of the time of sixteen calls). Batched kernels may round differently from
+    single-row ones, so on a near-tie between two tokens (likelier in bf16) a batched answer can differ, as with any
+    batched decoding.
+    """
+    import torch
+
+    video = videos is not None
+    separate = audios is not None and not (video and media.audio_in_video)
+    texts = [processor.apply_chat_template(chat_messages(p, video=video, audio=separate), tokenize=False,
+                                           add_generation_prompt=True) for p in prompts]
+    batch = encode(processor, media, texts, videos=videos, audios=audios, padding_side="left")
+    device = next(model.parameters()).device
+    batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+    # Without audio there is no interleaving to tell the model about (and a model without audio input refuses the
+    # argument in generate).
+    extra = forward_kwargs(media, video) if audios is not None else {}
+    sampling = {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature}
+    with torch.no_grad():
+        out = model.generate(**batch, **extra, max_new_tokens=max_new_tokens, **sampling)
+    new = out[:, batch["input_ids"].shape[1]:]
+    return [a.strip() for a in processor.tokenizer.batch_decode(new, skip_special_tokens=True)]

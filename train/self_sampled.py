@@ -86,12 +86,9 @@ def answers_agree(reference: str, answer: str, offset_tolerance: float = 0.5) ->
 def generate_answers(model, processor, media, samples: list[SFTSample], base_dir: Path | None, batch_size: int,
                      max_new_tokens: int) -> list[str]:
     """Greedy answers of ``model`` to each sample's prompt, with its clip and audio condition."""
-    import torch
-
     from train.collators import ClipCache
-    from train.inputs import chat_messages, encode, forward_kwargs
+    from train.inputs import generate_texts
 
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     answers: list[str] = []
@@ -99,17 +96,10 @@ def generate_answers(model, processor, media, samples: list[SFTSample], base_dir
         for i in range(0, len(samples), batch_size):
             chunk = samples[i: i + batch_size]
             cache = ClipCache(media, base_dir)
-            texts = [processor.apply_chat_template(chat_messages(s.prompt, audio=not media.audio_in_video),
-                                                   tokenize=False, add_generation_prompt=True) for s in chunk]
-            batch = encode(processor, media, texts, [cache.frames(s.video, s.start, s.end) for s in chunk],
-                           [cache.audio(s.video, s.intervention, s.start, s.end) for s in chunk],
-                           padding_side="left")  # generation continues every row from its last real token
-            batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-            with torch.no_grad():
-                out = model.generate(**batch, **forward_kwargs(media, True), do_sample=False,
-                                     max_new_tokens=max_new_tokens)
-            new = out[:, batch["input_ids"].shape[1]:]
-            answers += [a.strip() for a in processor.batch_decode(new, skip_special_tokens=True)]
+            answers += generate_texts(model, processor, media, [s.prompt for s in chunk],
+                                      videos=[cache.frames(s.video, s.start, s.end) for s in chunk],
+                                      audios=[cache.audio(s.video, s.intervention, s.start, s.end) for s in chunk],
+                                      max_new_tokens=max_new_tokens)
     finally:
         model.train(was_training)
     return answers

@@ -33,6 +33,8 @@ class ThudOptions(BaseModel):
     length_normalise: bool = Field(True, description="closed set: compare mean (not summed) token log-probability")
     max_new_tokens: int = Field(64, ge=1)
     temperature: float = Field(0.0, ge=0, description="free form: 0 = greedy, as the paper decodes")
+    batch_size: int = Field(8, ge=1, description="free form: clips answered in one generate call (left-padded; "
+                                                  "lower it if a large model runs out of memory)")
     judge: JudgeConfig | None = None
     sync_set: str | None = Field(None, description="VGGSoundSync-style JSONL {video, offset, band}")
     input_conditions: InputConditions | None = Field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,9 +27,9 @@ from eval.thud.judge import Verdict, make_judge
 from eval.thud.metrics import compute_metrics, sync_metric
 from eval.thud.options import ThudOptions
 from eval.thud.parser import Parsed, parse_answer
-from eval.thud.prompts import FREE_FORM_PROMPT, closed_set_question
+from eval.thud.prompts import FREE_FORM_PROMPT, ClosedSetQuestion, closed_set_question
 from eval.thud.records import DIMENSIONS, INTERVENED, PredictionRow, is_correct
-from train.inputs import chat_messages, encode, forward_kwargs
+from train.inputs import generate_texts
 
 SUITE = "thud"
 # Free-form results with at least this share of undetermined answers and no judge are flagged unreliable: the
@@ -63,21 +64,12 @@ class _Media:
         return clip.frames, apply_intervention(clip.audio, item.intervention, clip.sample_rate, donor)
 
 
-def generate_answer(model, processor, media, prompt: str, frames, audio, max_new_tokens: int,
-                    temperature: float = 0.0) -> str:
-    """Free-form answer to ``prompt`` about one clip (greedy at temperature 0)."""
-    import torch
-
-    separate_audio = not media.audio_in_video
-    messages = chat_messages(prompt, video=True, audio=separate_audio)
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    batch = encode(processor, media, [text], videos=[frames], audios=[audio], padding_side="left")
-    device = next(model.parameters()).device
-    batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
-    sampling = {"do_sample": False} if temperature == 0 else {"do_sample": True, "temperature": temperature}
-    with torch.no_grad():
-        out = model.generate(**batch, **forward_kwargs(media, True), max_new_tokens=max_new_tokens, **sampling)
-    return processor.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+def generate_answers(model, processor, media, prompt: str, clips: list[tuple[np.ndarray, np.ndarray]],
+                     max_new_tokens: int, temperature: float = 0.0) -> list[str]:
+    """Free-form answers to ``prompt`` about each (frames, waveform) clip, generated in one batch (greedy at
+    temperature 0: each the answer the clip gets alone)."""
+    return generate_texts(model, processor, media, [prompt] * len(clips), videos=[f for f, _ in clips],
+                          audios=[a for _, a in clips], max_new_tokens=max_new_tokens, temperature=temperature)
 
 
 def _row(item: ThudItem, dim: str, mode: str, label: str, offset: float | None, by: str, **extra) -> PredictionRow:
@@ -88,20 +80,25 @@ def _row(item: ThudItem, dim: str, mode: str, label: str, offset: float | None, 
                          predicted_offset=offset, labelled_by=by, mode=mode, item_id=item.item_id, **extra)
 
 
-def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
-                   judge: Callable[[str], Verdict] | None = None, dims_of=DIMS_OF) -> dict[str, list[PredictionRow]]:
-    """Predictions for ``items`` in every mode of ``opts``: {mode: rows}. Items owned by other shards are read from
-    the cache when there and skipped otherwise (the merge pass picks them up).
+@dataclass(frozen=True)
+class _Unit:
+    """One prediction of a Thud run: a closed-set question (``dim``) or the free-form answer (``dim`` None) of an
+    item, with its cache key parts and whether this shard computes it."""
 
-    With a judge, free-form answers in its scope (every answer by default) take the judge's label
-    (``labelled_by: judge``); the parser's label and offset stay beside it (``parser_label``, ``parser_offset``)."""
-    from eval.scoring import SharedMedia
+    item: ThudItem
+    dim: str | None
+    question: ClosedSetQuestion | None
+    settings: dict
+    key: str
+    inputs: dict
+    owned: bool
 
-    media = _Media(ctx)
-    shared = SharedMedia()  # the questions on one clip and condition encode it once
+
+def _units(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions, dims_of) -> list[_Unit]:
+    """Every prediction of ``items`` in evaluation order (per item: its closed-set questions, then its free-form
+    answer); unit ``n`` belongs to the shard ``n % world``."""
     rank, world = ctx.shard
-    rows: dict[str, list[PredictionRow]] = {m: [] for m in opts.modes}
-    unit = 0
+    out: list[_Unit] = []
     for item in items:
         spec = item.intervention.model_dump(mode="json", exclude_none=True)
         spec.pop("donor_video", None)  # a path: the donor's file enters the key by content (`inputs`), not by path
@@ -110,38 +107,60 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
             for dim in dims_of[item.condition]:
                 q = closed_set_question(item.source_id, dim, ctx.seed)
                 settings = {"mode": "closed_set", "prompt": q.prompt, "options": q.options, "spec": spec}
-
-                def compute(q=q, item=item) -> dict:
-                    frames, audio = media.inputs(item)
-                    s = score_options(ctx.model, ctx.processor, ctx.media, q.prompt, q.options, frames=frames,
-                                      audio=audio, shared=shared)
-                    return {"logprob": list(s.logprob), "n_tokens": list(s.n_tokens)}
-
-                owned = unit % world == rank
-                unit += 1
-                item_key = f"{item.item_id}|{dim}|closed_set"
-                value = ctx.cached(SUITE, item_key, settings, compute, inputs) if owned else \
-                    ctx.lookup(SUITE, item_key, settings, inputs)
-                if value is None:
-                    continue
-                score = np.array(value["logprob"]) / (np.array(value["n_tokens"]) if opts.length_normalise else 1)
-                rows["closed_set"].append(_row(item, dim, "closed_set", q.order[int(np.argmax(score))], None,
-                                               "closed_set", option_order=list(q.order),
-                                               option_logprob=value["logprob"], prompt_sha=_sha(q.prompt)))
+                out.append(_Unit(item, dim, q, settings, f"{item.item_id}|{dim}|closed_set", inputs,
+                                 len(out) % world == rank))
         if "free_form" in opts.modes:
             settings = {"mode": "free_form", "prompt": FREE_FORM_PROMPT, "max_new_tokens": opts.max_new_tokens,
                         "temperature": opts.temperature, "spec": spec}
+            out.append(_Unit(item, None, None, settings, f"{item.item_id}|free_form", inputs,
+                             len(out) % world == rank))
+    return out
 
-            def generate(item=item) -> dict:
+
+def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
+                   judge: Callable[[str], Verdict] | None = None, dims_of=DIMS_OF) -> dict[str, list[PredictionRow]]:
+    """Predictions for ``items`` in every mode of ``opts``: {mode: rows}. Items owned by other shards are read from
+    the cache when there and skipped otherwise (the merge pass picks them up).
+
+    With a judge, free-form answers in its scope (every answer by default) take the judge's label
+    (``labelled_by: judge``); the parser's label and offset stay beside it (``parser_label``, ``parser_offset``)."""
+    from eval.context import Batched
+    from eval.scoring import SharedMedia
+
+    # A batch of free-form answers spans up to batch_size clips, which the closed-set questions then reuse.
+    media = _Media(ctx, size=max(4, opts.batch_size + 1))
+    shared = SharedMedia()  # the questions on one clip and condition encode it once
+    answers = Batched(lambda batch: [{"text": t} for t in generate_answers(
+        ctx.model, ctx.processor, ctx.media, FREE_FORM_PROMPT, [media.inputs(i) for i in batch], opts.max_new_tokens,
+        opts.temperature)], opts.batch_size)
+    units = _units(ctx, items, opts, dims_of)
+    for u in units:
+        if u.dim is None and u.owned and ctx.lookup(SUITE, u.key, u.settings, u.inputs) is None:
+            answers.want(u.key, u.item)
+    rows: dict[str, list[PredictionRow]] = {m: [] for m in opts.modes}
+    for u in units:
+        item, inputs, settings, item_key = u.item, u.inputs, u.settings, u.key
+        if u.dim is not None:
+            q = u.question
+
+            def compute(q=q, item=item) -> dict:
                 frames, audio = media.inputs(item)
-                return {"text": generate_answer(ctx.model, ctx.processor, ctx.media, FREE_FORM_PROMPT, frames,
-                                                audio, opts.max_new_tokens, opts.temperature)}
+                s = score_options(ctx.model, ctx.processor, ctx.media, q.prompt, q.options, frames=frames,
+                                  audio=audio, shared=shared)
+                return {"logprob": list(s.logprob), "n_tokens": list(s.n_tokens)}
 
-            owned = unit % world == rank
-            unit += 1
-            item_key = f"{item.item_id}|free_form"
-            value = ctx.cached(SUITE, item_key, settings, generate, inputs) if owned else \
+            value = ctx.cached(SUITE, item_key, settings, compute, inputs) if u.owned else \
                 ctx.lookup(SUITE, item_key, settings, inputs)
+            if value is None:
+                continue
+            score = np.array(value["logprob"]) / (np.array(value["n_tokens"]) if opts.length_normalise else 1)
+            rows["closed_set"].append(_row(item, u.dim, "closed_set", q.order[int(np.argmax(score))], None,
+                                           "closed_set", option_order=list(q.order),
+                                           option_logprob=value["logprob"], prompt_sha=_sha(q.prompt)))
+        else:
+            owned = u.owned
+            value = ctx.cached(SUITE, item_key, settings, lambda u=u: answers.get(u.key, u.item), inputs) \
+                if owned else ctx.lookup(SUITE, item_key, settings, inputs)
             if value is None:
                 continue
             parsed, by = parse_answer(value["text"]), "parser"
