@@ -46,18 +46,31 @@ def _cache() -> Path:
 
 
 def _wordpiece(folder: Path, vocab_size: int = 2000):
-    """A BERT WordPiece tokenizer trained on the project's word list (uncased), saved into ``folder``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT WordPiece tokenizer over the project's word list (uncased), saved into ``folder``.
+
+    The vocabulary is laid out here rather than by the ``tokenizers`` WordPiece trainer, whose choice among tied
+    candidates changes from one build to the next: every character (alone and as a ``##`` continuation), then the
+    most frequent words, in the list's order. The same files on every machine give the same embeddings.
+    """
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    words = [line.split("\t")[0] for line in _WORDS.read_text(encoding="utf-8").splitlines()[1:]]
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    words = [line.split("\t")[0].lower() for line in _WORDS.read_text(encoding="utf-8").splitlines()[1:]]
+    chars = sorted(set("".join(words)) | set(string.ascii_lowercase + string.digits + string.punctuation))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
+    seen = set(vocab)
+    for w in words:
+        if len(vocab) >= vocab_size:
+            break
+        if w not in seen:
+            vocab.append(w)
+            seen.add(w)
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator([" ".join(words)] * 2, trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=specials, show_progress=False))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
                                                        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

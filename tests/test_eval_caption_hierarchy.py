@@ -195,3 +195,13 @@ def test_bad_pairs_file_names_the_line(tmp_path):
     bad.write_text('{"a": "x", "b": "y", "relation": "synonym"}\n{"a": "x", "b": "y", "relation": "cousin"}\n')
     with pytest.raises(ValueError, match="pairs.jsonl:2: relation 'cousin'"):
         hierarchy.read_pairs(bad)
+
+
+def test_tiny_embedder_vocabulary_is_the_same_on_every_build(tmp_path):
+    """The tiny embedder is rebuilt on every fresh machine: its tokenizer must not depend on the build, or caption
+    metrics of identical captions differ between two runs."""
+    from eval.embedders import _wordpiece
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    _wordpiece(first), _wordpiece(second)
+    assert (first / "tokenizer.json").read_bytes() == (second / "tokenizer.json").read_bytes()
