@@ -161,3 +161,25 @@ stages:
     assert results["dpo"].base == results["sft"].weights
     assert results["control"].base == results["sft"].weights, "the branch starts from sft, not from dpo"
     assert results["control"].fingerprint != results["dpo"].fingerprint
+
+
+@pytest.mark.parametrize("offset", [0.8, -1.5])
+def test_quiet_gap_fills_only_what_a_shift_left_silent(offset):
+    """The sync probe's second condition: the same shifted track, its silent gap filled with the clip's own quiet."""
+    from data_builders.interventions import Intervention, apply_intervention
+    from data_builders.synth import make_clip
+    from train.clever_hans_probe import fill_gap_with_quiet
+
+    _, _, audio = make_clip(0, 3, world="listen")
+    sr = audio.size // 5  # the synthetic track's own rate: 5 s clips
+    shifted = apply_intervention(audio, Intervention(kind="shift", offset=offset), sr)
+    k = int(round(offset * sr))
+    gap = slice(0, k) if k > 0 else slice(audio.size + k, audio.size)
+    assert not shifted[gap].any(), "a shift leaves digital silence: the cue the probe takes away"
+    filled = fill_gap_with_quiet(shifted, audio, offset, sr)
+    rest = np.ones(audio.size, dtype=bool)
+    rest[gap] = False
+    assert np.array_equal(filled[rest], shifted[rest])
+    assert np.count_nonzero(filled[gap]) > 0.9 * abs(k)
+    quietest = np.sqrt(np.mean(np.square(filled[gap])))
+    assert quietest <= np.sqrt(np.mean(np.square(audio))), "the gap is filled with quiet, not with the impact"

@@ -7,6 +7,10 @@ impact sounds and silence (original, swapped and muted audio), and the landing t
 on a 0.5 s grid (right when the chosen grid point is the one nearest the truth). Prints accuracy per aspect next to
 chance, so the perception stages can be tuned without ever looking at held-out clips: they are never read.
 
+``--sync`` asks instead Thud's sync question about shifted training clips, with the gap the shift leaves as digital
+silence (as the intervention makes it) and filled with the clip's own quiet: whether a model that answers Shift
+compares times, or detects the silence.
+
 The perception stages alone: ``python -m train recipes/clever_hans.yaml --runs R --data D --set seed=N``
 with ``--set stages.{natural_sft,dpo,control}.enabled=false``.
 """
@@ -87,17 +91,79 @@ def probe(checkpoint: str | Path, data: str | Path, clips: int = 24) -> dict[str
     return {a: {"correct": sum(v), "n": len(v), "chance": chance[a.split(" ")[0]]} for a, v in tally.items()}
 
 
+def fill_gap_with_quiet(shifted: np.ndarray, original: np.ndarray, offset: float, sample_rate: int,
+                        window: float = 0.5) -> np.ndarray:
+    """``shifted`` (``original`` moved by ``offset`` seconds, the gap left as digital silence) with that gap filled
+    with the original track's own quietest ``window`` seconds, looped: the same shift, without the silence a
+    listener could detect instead of comparing the sound's time with the picture's."""
+    k = int(round(offset * sample_rate))
+    if k == 0:
+        return shifted.copy()
+    w = min(int(window * sample_rate), original.size)
+    starts = range(0, original.size - w + 1, max(1, w // 4))
+    quiet = min(starts, key=lambda i: float(np.square(original[i:i + w]).mean()))
+    fill = np.resize(original[quiet:quiet + w], abs(k))
+    out = shifted.copy()
+    if k > 0:
+        out[:k] = fill
+    else:
+        out[k:] = fill
+    return out
+
+
+def sync_probe(checkpoint: str | Path, data: str | Path, clips: int = 24,
+               offsets: tuple[float, ...] = (0.8, -0.8, 1.5, -1.5)) -> dict[str, dict]:
+    """Thud's temporal-sync question on shifted *training* clips, two ways: the gap a shift leaves as the
+    intervention makes it (digital silence) and filled with the clip's own quiet (:func:`fill_gap_with_quiet`).
+    A model that compares the sound's time with the landing answers both alike; one that detects the silence
+    answers only the first. {"shift, silent gap" | "shift, quiet gap" | "original": {"correct", "n", "chance"}}."""
+    from data_builders.annotations import read_annotations
+    from data_builders.interventions import Intervention, apply_intervention
+    from data_builders.media import load_clip
+    from eval.checkpoint import load_checkpoint
+    from eval.scoring import score_options
+    from eval.thud.prompts import closed_set_question
+
+    train = [a for a in read_annotations(Path(data) / "synth" / "annotations.jsonl") if a.record.split == "train"]
+    if not train:
+        raise ValueError(f"{data}: no training clip in synth/annotations.jsonl")
+    loaded = load_checkpoint(checkpoint)
+    tally: dict[str, list[int]] = {}
+
+    def ask(aspect: str, clip, frames, audio, truth: str) -> None:
+        q = closed_set_question(clip.record.id, "temporal_sync", 0)
+        s = score_options(loaded.model, loaded.processor, loaded.media, q.prompt, q.options, frames=frames,
+                          audio=audio)
+        per_token = np.array(s.logprob) / np.array(s.n_tokens)  # as the closed-set eval compares them
+        tally.setdefault(aspect, []).append(int(q.order[int(np.argmax(per_token))] == truth))
+
+    sr = loaded.media.sample_rate
+    for clip in train[:clips]:
+        decoded = load_clip(clip.path, loaded.media)
+        ask("original", clip, decoded.frames, decoded.audio, "synced")
+        for off in offsets:
+            silent_gap = apply_intervention(decoded.audio, Intervention(kind="shift", offset=off), sr)
+            truth = "delayed" if off > 0 else "early"
+            ask("shift, silent gap", clip, decoded.frames, silent_gap, truth)
+            ask("shift, quiet gap", clip, decoded.frames, fill_gap_with_quiet(silent_gap, decoded.audio, off, sr),
+                truth)
+    return {a: {"correct": sum(v), "n": len(v), "chance": 0.2} for a, v in tally.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.clever_hans_probe", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a stage folder's checkpoint (or its final weights folder)")
     parser.add_argument("--data", required=True, help="the built data folder of the same seed (holds synth/)")
     parser.add_argument("--clips", type=int, default=24, help="training clips to ask about (default 24)")
+    parser.add_argument("--sync", action="store_true",
+                        help="instead: Thud's sync question on shifted training clips, the gap a shift leaves "
+                             "silent and filled with the clip's own quiet")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
     from recipes.quiet import quiet_startup
 
     quiet_startup()
-    res = probe(args.checkpoint, args.data, args.clips)
+    res = (sync_probe if args.sync else probe)(args.checkpoint, args.data, args.clips)
     print(f"{'aspect':<24}{'accuracy %':>12}{'chance %':>10}{'n':>5}")
     for aspect, r in res.items():
         print(f"{aspect:<24}{100 * r['correct'] / r['n']:>12.1f}{100 * r['chance']:>10.1f}{r['n']:>5}")
