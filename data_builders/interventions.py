@@ -102,6 +102,30 @@ def apply_intervention(audio: np.ndarray, spec: Intervention, sample_rate: int,
     return np.pad(donor, (0, n - donor.size)) if donor.size < n else donor.copy()
 
 
+def fill_shift_gap(shifted: np.ndarray, original: np.ndarray, offset: float, sample_rate: int,
+                   window: float = 0.5) -> np.ndarray:
+    """``shifted`` (``original`` moved by ``offset`` seconds, see :func:`apply_intervention`) with the gap the shift
+    leaves at one end filled with the original track's own quietest ``window`` seconds, looped (its room tone).
+
+    A shift leaves that gap as digital silence, which a real track never holds: a model can then tell a shifted
+    track from the audio alone, without comparing the sound's time with the picture's. Filled, only the timing
+    tells. The rest of the track is unchanged; the input is not modified.
+    """
+    k = shift_samples(offset, sample_rate)
+    out = np.array(shifted, dtype=np.float32, copy=True)
+    if k == 0 or original.size == 0:
+        return out
+    w = max(1, min(int(window * sample_rate), original.size))
+    starts = range(0, original.size - w + 1, max(1, w // 4))
+    quiet = min(starts, key=lambda i: float(np.square(original[i:i + w], dtype=np.float64).mean()))
+    fill = np.resize(np.asarray(original[quiet:quiet + w], dtype=np.float32), min(abs(k), out.size))
+    if k > 0:
+        out[:fill.size] = fill
+    else:
+        out[out.size - fill.size:] = fill
+    return out
+
+
 def intervened_audio(video: str | Path, spec: Intervention, sample_rate: int, max_seconds: float | None = None,
                      base_dir: str | Path | None = None, start: float = 0.0, end: float | None = None) -> np.ndarray:
     """Decode a clip's track with the media loader and apply ``spec`` (decoding the donor for a swap).

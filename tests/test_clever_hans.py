@@ -165,10 +165,11 @@ stages:
 
 @pytest.mark.parametrize("offset", [0.8, -1.5])
 def test_quiet_gap_fills_only_what_a_shift_left_silent(offset):
-    """The sync probe's second condition: the same shifted track, its silent gap filled with the clip's own quiet."""
+    """The same shifted track, its silent gap filled with the clip's own quiet (the sync probe's second condition
+    and Thud's ``shift_gap: room_tone``)."""
     from data_builders.interventions import Intervention, apply_intervention
     from data_builders.synth import make_clip
-    from train.clever_hans_probe import fill_gap_with_quiet
+    from data_builders.interventions import fill_shift_gap
 
     _, _, audio = make_clip(0, 3, world="listen")
     sr = audio.size // 5  # the synthetic track's own rate: 5 s clips
@@ -176,7 +177,7 @@ def test_quiet_gap_fills_only_what_a_shift_left_silent(offset):
     k = int(round(offset * sr))
     gap = slice(0, k) if k > 0 else slice(audio.size + k, audio.size)
     assert not shifted[gap].any(), "a shift leaves digital silence: the cue the probe takes away"
-    filled = fill_gap_with_quiet(shifted, audio, offset, sr)
+    filled = fill_shift_gap(shifted, audio, offset, sr)
     rest = np.ones(audio.size, dtype=bool)
     rest[gap] = False
     assert np.array_equal(filled[rest], shifted[rest])

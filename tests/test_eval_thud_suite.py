@@ -296,3 +296,23 @@ def test_split_option_picks_training_clips_and_never_mixes_in_held_out_ones(synt
     only_test.write_text("".join(json.dumps(r) + "\n" for r in rows[1::2]))
     with pytest.raises(ValueError, match="split: train"):
         held_out_clips(only_test, split="train")
+
+
+def test_room_tone_shift_gap_leaves_no_silence_and_keys_its_own_predictions(tmp_path, test_clips, fake):
+    """``shift_gap: room_tone``: shifted tracks reach the model without the digital silence a shift leaves (which
+    tells a shifted track from the audio alone), under keys of their own; the originals' predictions are reused."""
+    base = {"annotations": str(test_clips), "modes": ["closed_set"], "conditions": ["shift"]}
+    thud_suite.run(_ctx(tmp_path, base))
+    silent = [a for kind, *_, a in fake.seen if kind == "closed"]
+    fake.seen.clear()
+    res = thud_suite.run(_ctx(tmp_path, {**base, "shift_gap": "room_tone"}))
+    filled = [a for kind, *_, a in fake.seen if kind == "closed"]
+    n_shift = res["item_plan"]["items"]["shift"]
+    assert n_shift > 0 and len(filled) == n_shift, "only the shifted items are asked again"
+    for f in filled:
+        s = next(a for a in silent if a.shape == f.shape and not np.array_equal(a, f)
+                 and np.array_equal(a[a != f], np.zeros(int((a != f).sum()), dtype=a.dtype)))
+        edge = np.flatnonzero(s != f)
+        assert np.count_nonzero(f[edge]) > 0.9 * edge.size  # the silent gap now holds the clip's quiet
+        assert edge[0] == 0 or edge[-1] == s.size - 1, "only the gap at one end is filled"
+    assert res["options"]["shift_gap"] == "room_tone"

@@ -91,34 +91,15 @@ def probe(checkpoint: str | Path, data: str | Path, clips: int = 24) -> dict[str
     return {a: {"correct": sum(v), "n": len(v), "chance": chance[a.split(" ")[0]]} for a, v in tally.items()}
 
 
-def fill_gap_with_quiet(shifted: np.ndarray, original: np.ndarray, offset: float, sample_rate: int,
-                        window: float = 0.5) -> np.ndarray:
-    """``shifted`` (``original`` moved by ``offset`` seconds, the gap left as digital silence) with that gap filled
-    with the original track's own quietest ``window`` seconds, looped: the same shift, without the silence a
-    listener could detect instead of comparing the sound's time with the picture's."""
-    k = int(round(offset * sample_rate))
-    if k == 0:
-        return shifted.copy()
-    w = min(int(window * sample_rate), original.size)
-    starts = range(0, original.size - w + 1, max(1, w // 4))
-    quiet = min(starts, key=lambda i: float(np.square(original[i:i + w]).mean()))
-    fill = np.resize(original[quiet:quiet + w], abs(k))
-    out = shifted.copy()
-    if k > 0:
-        out[:k] = fill
-    else:
-        out[k:] = fill
-    return out
-
-
 def sync_probe(checkpoint: str | Path, data: str | Path, clips: int = 24,
                offsets: tuple[float, ...] = (0.8, -0.8, 1.5, -1.5)) -> dict[str, dict]:
     """Thud's temporal-sync question on shifted *training* clips, two ways: the gap a shift leaves as the
-    intervention makes it (digital silence) and filled with the clip's own quiet (:func:`fill_gap_with_quiet`).
+    intervention makes it (digital silence) and filled with the clip's own quiet
+    (:func:`data_builders.interventions.fill_shift_gap`).
     A model that compares the sound's time with the landing answers both alike; one that detects the silence
     answers only the first. {"shift, silent gap" | "shift, quiet gap" | "original": {"correct", "n", "chance"}}."""
     from data_builders.annotations import read_annotations
-    from data_builders.interventions import Intervention, apply_intervention
+    from data_builders.interventions import Intervention, apply_intervention, fill_shift_gap
     from data_builders.media import load_clip
     from eval.checkpoint import load_checkpoint
     from eval.scoring import score_options
@@ -145,7 +126,7 @@ def sync_probe(checkpoint: str | Path, data: str | Path, clips: int = 24,
             silent_gap = apply_intervention(decoded.audio, Intervention(kind="shift", offset=off), sr)
             truth = "delayed" if off > 0 else "early"
             ask("shift, silent gap", clip, decoded.frames, silent_gap, truth)
-            ask("shift, quiet gap", clip, decoded.frames, fill_gap_with_quiet(silent_gap, decoded.audio, off, sr),
+            ask("shift, quiet gap", clip, decoded.frames, fill_shift_gap(silent_gap, decoded.audio, off, sr),
                 truth)
     return {a: {"correct": sum(v), "n": len(v), "chance": 0.2} for a, v in tally.items()}
 

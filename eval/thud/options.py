@@ -27,6 +27,10 @@ class ThudOptions(BaseModel):
     conditions: list[str] = Field(default_factory=lambda: ["shift", "mute", "swap"])
     offsets: list[float] = Field(default_factory=lambda: list(DEFAULT_OFFSETS))
     shifts_per_clip: int = Field(1, ge=1, description="shifted versions per clip (offsets dealt least-used first)")
+    shift_gap: Literal["silence", "room_tone"] = Field(
+        "silence", description="what fills the gap a shift leaves at one end of the track: silence (as the Thud "
+                               "paper defines Shift), or the clip's own quietest stretch, so that only the timing "
+                               "tells a shifted track (digital silence gives it away without the picture)")
     margin: float = Field(DEFAULT_MARGIN, ge=0, description="a shifted sound onset stays this far inside the clip "
                                                             "(seconds; the recipe's data.shift.margin by default)")
     band_edges: list[float] = Field(default_factory=lambda: list(DEFAULT_BAND_EDGES))
