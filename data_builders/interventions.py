@@ -21,9 +21,12 @@ Kind = Literal["original", "shift", "mute", "swap"]
 
 
 class Intervention(BaseModel):
-    """One condition of a clip. ``offset`` (seconds) for shift only; ``donor``/``donor_video`` for swap only.
+    """One condition of a clip. ``offset`` (seconds) and ``gap`` for shift only; ``donor``/``donor_video`` for swap
+    only.
 
-    ``donor_video`` is the donor clip's file, so a sample can be loaded without the donor's annotation.
+    ``donor_video`` is the donor clip's file, so a sample can be loaded without the donor's annotation. ``gap``:
+    what fills the stretch a shift empties at one end of the track; unset, silence (the Thud paper's Shift);
+    ``room_tone``, the clip's own quiet (:func:`fill_shift_gap`), so that only the timing tells.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,14 +35,15 @@ class Intervention(BaseModel):
     offset: float | None = None
     donor: str | None = None
     donor_video: str | None = None
+    gap: Literal["room_tone"] | None = None
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> "Intervention":
         if self.kind == "shift":
             if self.offset is None or self.offset == 0:
                 raise ValueError("a shift needs a non-zero 'offset' in seconds (> 0 delays the audio)")
-        elif self.offset is not None:
-            raise ValueError(f"'offset' is only for shift, not {self.kind}")
+        elif self.offset is not None or self.gap is not None:
+            raise ValueError(f"'offset' and 'gap' are only for shift, not {self.kind}")
         if self.kind == "swap":
             if not self.donor or not self.donor_video:
                 raise ValueError("a swap needs 'donor' (source id) and 'donor_video' (its file)")
@@ -50,7 +54,7 @@ class Intervention(BaseModel):
     def describe(self) -> str:
         """Short human-readable tag, e.g. ``shift(+2.10s)`` (for logs and file names, never for prompts)."""
         if self.kind == "shift":
-            return f"shift({self.offset:+.2f}s)"
+            return f"shift({self.offset:+.2f}s{', room tone' if self.gap else ''})"
         if self.kind == "swap":
             return f"swap({self.donor})"
         return self.kind
@@ -95,7 +99,7 @@ def apply_intervention(audio: np.ndarray, spec: Intervention, sample_rate: int,
             out[k:] = audio[: n - k]
         else:
             out[: n + k] = audio[-k:]
-        return out
+        return fill_shift_gap(out, audio, spec.offset, sample_rate) if spec.gap == "room_tone" else out
     if donor_audio is None:
         raise InterventionError("swap needs the donor's audio")
     donor = np.asarray(donor_audio, dtype=np.float32)[:n]

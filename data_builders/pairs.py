@@ -157,6 +157,11 @@ def draw_offset(shift: ShiftSettings, clip: Clip, rng: np.random.Generator, pref
     return round(sign * k * shift.step, 6)
 
 
+def shift_spec(shift: ShiftSettings, offset: float) -> Intervention:
+    """The Shift(``offset``) intervention under the recipe's settings (what fills the gap it leaves)."""
+    return Intervention(kind="shift", offset=offset, gap=None if shift.gap == "silence" else shift.gap)
+
+
 def shift_eligible(clips: list[Clip], shift: ShiftSettings) -> tuple[list[Clip], list[Clip]]:
     """Split clips into those that fit at least one requested shift and those too short for any."""
     ok = [c for c in clips if feasible_ranges(shift, c.ann.t_audio, c.duration)]
@@ -252,7 +257,7 @@ def build_ctp(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pre
             out.append(_original_pair("ctp", k, clip, inputs, rng))
             continue
         off = draw_offset(inputs.shift, clip, rng, prefer=1 if k % 3 == 1 else -1)
-        spec = Intervention(kind="shift", offset=off)
+        spec = shift_spec(inputs.shift, off)
         ckind = "delayed" if off > 0 else "early"
         chosen = answer(ckind, clip.facts(), rng, offset=off)
         if rng.random() < 0.5:
@@ -341,7 +346,7 @@ def _closed_set_pairs(source: str, clips: list[Clip], inputs: BuildInputs, n: in
             rejected = wrong[int(rng.integers(len(wrong)))]
         elif label in ("delayed", "early"):
             off = draw_offset(inputs.shift, clip, rng, prefer=1 if label == "delayed" else -1)
-            spec = Intervention(kind="shift", offset=off)
+            spec = shift_spec(inputs.shift, off)
             label = "delayed" if off > 0 else "early"  # the feasible sign when only one fits
             rejected = "synced" if rng.random() < 0.5 else ("early" if off > 0 else "delayed")
         elif label == "silent":
@@ -411,7 +416,7 @@ def _perception_pairs(source: str, aspects: list[str], inputs: BuildInputs, n: i
         if cond == "shift":
             off = draw_offset(inputs.shift, clip, rng)
             if off is not None:
-                spec, t_sound = Intervention(kind="shift", offset=off), round(clip.ann.t_audio + off, 6)
+                spec, t_sound = shift_spec(inputs.shift, off), round(clip.ann.t_audio + off, 6)
         elif cond == "mute":
             spec, heard, t_sound, source_heard = Intervention(kind="mute"), "", None, ""
         elif cond == "swap":

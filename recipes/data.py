@@ -111,6 +111,10 @@ class ShiftSettings(_Section):
                                                     "direction only")
     step: float = Field(0.1, gt=0, description="offsets are rounded to this (seconds), so answers state them exactly")
     margin: float = Field(0.2, ge=0, description="the shifted sound onset must stay this far inside the clip")
+    gap: Literal["silence", "room_tone"] = Field(
+        "silence", description="what fills the stretch a shift empties at one end of the track: silence (the Thud "
+                               "paper's Shift; digital silence tells a shifted track without the picture) or the "
+                               "clip's own quiet (room_tone), so that only the timing tells")
 
     @model_validator(mode="after")
     def _check(self) -> "ShiftSettings":

@@ -3,6 +3,7 @@ source filters in the schema, and the run-level summary."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -178,9 +179,24 @@ def test_quiet_gap_fills_only_what_a_shift_left_silent(offset):
     gap = slice(0, k) if k > 0 else slice(audio.size + k, audio.size)
     assert not shifted[gap].any(), "a shift leaves digital silence: the cue the probe takes away"
     filled = fill_shift_gap(shifted, audio, offset, sr)
+    spec = Intervention(kind="shift", offset=offset, gap="room_tone")
+    assert np.array_equal(apply_intervention(audio, spec, sr), filled), "the spec's gap is the same filling"
+    with pytest.raises(ValueError, match="only for shift"):
+        Intervention(kind="mute", gap="room_tone")
     rest = np.ones(audio.size, dtype=bool)
     rest[gap] = False
     assert np.array_equal(filled[rest], shifted[rest])
     assert np.count_nonzero(filled[gap]) > 0.9 * abs(k)
     quietest = np.sqrt(np.mean(np.square(filled[gap])))
     assert quietest <= np.sqrt(np.mean(np.square(audio))), "the gap is filled with quiet, not with the impact"
+
+
+def test_room_tone_gap_reaches_every_shift_a_recipe_builds(inputs):
+    """``data.shift.gap: room_tone`` puts the gap into every shifted pair's spec, so collators fill it as Thud does."""
+    filled = dataclasses.replace(inputs, shift=inputs.shift.model_copy(update={"gap": "room_tone"}))
+    for source in ("ctp", "perception"):
+        pairs = build_pairs(source, filled, 48, np.random.default_rng(2))
+        shifts = [p.chosen_intervention for p in pairs if p.chosen_intervention.kind == "shift"]
+        assert shifts and all(s.gap == "room_tone" for s in shifts)
+        plain = build_pairs(source, inputs, 48, np.random.default_rng(2))
+        assert all(p.chosen_intervention.gap is None for p in plain)

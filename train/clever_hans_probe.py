@@ -95,11 +95,11 @@ def sync_probe(checkpoint: str | Path, data: str | Path, clips: int = 24,
                offsets: tuple[float, ...] = (0.8, -0.8, 1.5, -1.5)) -> dict[str, dict]:
     """Thud's temporal-sync question on shifted *training* clips, two ways: the gap a shift leaves as the
     intervention makes it (digital silence) and filled with the clip's own quiet
-    (:func:`data_builders.interventions.fill_shift_gap`).
+    (an Intervention's ``gap: room_tone``).
     A model that compares the sound's time with the landing answers both alike; one that detects the silence
     answers only the first. {"shift, silent gap" | "shift, quiet gap" | "original": {"correct", "n", "chance"}}."""
     from data_builders.annotations import read_annotations
-    from data_builders.interventions import Intervention, apply_intervention, fill_shift_gap
+    from data_builders.interventions import Intervention, apply_intervention
     from data_builders.media import load_clip
     from eval.checkpoint import load_checkpoint
     from eval.scoring import score_options
@@ -126,8 +126,8 @@ def sync_probe(checkpoint: str | Path, data: str | Path, clips: int = 24,
             silent_gap = apply_intervention(decoded.audio, Intervention(kind="shift", offset=off), sr)
             truth = "delayed" if off > 0 else "early"
             ask("shift, silent gap", clip, decoded.frames, silent_gap, truth)
-            ask("shift, quiet gap", clip, decoded.frames, fill_shift_gap(silent_gap, decoded.audio, off, sr),
-                truth)
+            quiet_gap = apply_intervention(decoded.audio, Intervention(kind="shift", offset=off, gap="room_tone"), sr)
+            ask("shift, quiet gap", clip, decoded.frames, quiet_gap, truth)
     return {a: {"correct": sum(v), "n": len(v), "chance": 0.2} for a, v in tally.items()}
 
 

@@ -92,8 +92,11 @@ def _pick_offsets(clip: AnnotatedClip, offsets: Sequence[float], used: Counter, 
 
 def plan_items(clips: Sequence[AnnotatedClip], offsets: Sequence[float] = DEFAULT_OFFSETS, shifts_per_clip: int = 1,
                seed: int = 0, conditions: Sequence[str] = ("shift", "mute", "swap"),
-               margin: float = DEFAULT_MARGIN) -> ItemPlan:
+               margin: float = DEFAULT_MARGIN, shift_gap: str = "silence") -> ItemPlan:
     """Every condition of every clip: the original, ``shifts_per_clip`` shifts, a mute and a swap.
+
+    ``shift_gap``: what fills the stretch a shift empties (:class:`~data_builders.interventions.Intervention`'s
+    ``gap``; ``silence`` leaves it unset, so the shifts' prediction keys stay what they were).
 
     Shifts keep the shifted sound onset ``margin`` seconds inside the clip, as training pairs do
     (:func:`~data_builders.pairs.shift_fits`); a clip too short for every offset gets no shift and is counted in
@@ -116,7 +119,9 @@ def plan_items(clips: Sequence[AnnotatedClip], offsets: Sequence[float] = DEFAUL
             for off in picked:
                 used[off] += 1
                 plan.items.append(ThudItem(f"{rec.id}|shift|{off:+.3f}", rec.id, clip.path, "shift",
-                                           Intervention(kind="shift", offset=off), offset=off))
+                                           Intervention(kind="shift", offset=off,
+                                                        gap=None if shift_gap == "silence" else shift_gap),
+                                           offset=off))
         if "mute" in conditions:
             plan.items.append(ThudItem(f"{rec.id}|mute", rec.id, clip.path, "mute", Intervention(kind="mute")))
         if "swap" in conditions:

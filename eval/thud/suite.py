@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from data_builders.interventions import apply_intervention, fill_shift_gap
+from data_builders.interventions import apply_intervention
 from data_builders.media import load_audio, load_clip
 from eval.conditions import evaluate_conditions
 from eval.context import EvalContext
@@ -42,8 +42,8 @@ DIMS_OF: dict[str, tuple[str, ...]] = {"original": DIMENSIONS, **{c: (d,) for d,
 class _Media:
     """Decoded clips, a few at a time: every condition and question of a clip reuses one decode."""
 
-    def __init__(self, ctx: EvalContext, size: int = 4, shift_gap: str = "silence"):
-        self.ctx, self.size, self.shift_gap = ctx, size, shift_gap
+    def __init__(self, ctx: EvalContext, size: int = 4):
+        self.ctx, self.size = ctx, size
         self._clips: OrderedDict[str, Any] = OrderedDict()
 
     def clip(self, path: Path):
@@ -61,10 +61,7 @@ class _Media:
         if item.intervention.kind == "swap":
             donor, _ = load_audio(item.intervention.donor_video, self.ctx.media.sample_rate,
                                   max_seconds=min(clip.duration, self.ctx.media.max_clip_seconds) or None)
-        audio = apply_intervention(clip.audio, item.intervention, clip.sample_rate, donor)
-        if item.intervention.kind == "shift" and self.shift_gap == "room_tone":
-            audio = fill_shift_gap(audio, clip.audio, item.intervention.offset, clip.sample_rate)
-        return clip.frames, audio
+        return clip.frames, apply_intervention(clip.audio, item.intervention, clip.sample_rate, donor)
 
 
 def generate_answers(model, processor, media, prompt: str, clips: list[tuple[np.ndarray, np.ndarray]],
@@ -105,8 +102,6 @@ def _units(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions, dims_of) 
     for item in items:
         spec = item.intervention.model_dump(mode="json", exclude_none=True)
         spec.pop("donor_video", None)  # a path: the donor's file enters the key by content (`inputs`), not by path
-        if item.intervention.kind == "shift" and opts.shift_gap != "silence":
-            spec["gap"] = opts.shift_gap  # another waveform: another prediction (the default keeps its old keys)
         inputs = item_inputs(item)
         if "closed_set" in opts.modes:
             for dim in dims_of[item.condition]:
@@ -133,7 +128,7 @@ def evaluate_items(ctx: EvalContext, items: list[ThudItem], opts: ThudOptions,
     from eval.scoring import SharedMedia
 
     # A batch of free-form answers spans up to batch_size clips, which the closed-set questions then reuse.
-    media = _Media(ctx, size=max(4, opts.batch_size + 1), shift_gap=opts.shift_gap)
+    media = _Media(ctx, size=max(4, opts.batch_size + 1))
     shared = SharedMedia()  # the questions on one clip and condition encode it once
     answers = Batched(lambda batch: [{"text": t} for t in generate_answers(
         ctx.model, ctx.processor, ctx.media, FREE_FORM_PROMPT, [media.inputs(i) for i in batch], opts.max_new_tokens,
@@ -260,7 +255,8 @@ def run(ctx: EvalContext) -> dict:
     result: dict[str, Any] = {"options": opts.model_dump(mode="json"), "metrics": {}, "predictions": {}}
     if opts.annotations:
         clips = held_out_clips(opts.annotations, opts.limit, opts.split)
-        plan = plan_items(clips, opts.offsets, opts.shifts_per_clip, ctx.seed, opts.conditions, opts.margin)
+        plan = plan_items(clips, opts.offsets, opts.shifts_per_clip, ctx.seed, opts.conditions, opts.margin,
+                          opts.shift_gap)
         items = plan.items
         rows = evaluate_items(ctx, items, opts, judge)
         result["n_clips"], result["n_items"], result["item_plan"] = len(clips), len(items), plan.summary()
