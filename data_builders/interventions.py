@@ -63,6 +63,12 @@ class Intervention(BaseModel):
 ORIGINAL = Intervention()
 
 
+def shift_intervention(offset: float, gap: str = "silence") -> Intervention:
+    """Shift(``offset``) with the gap it leaves filled as ``gap`` says (``silence``, the default, leaves the field
+    unset, so the specs and every key made from them stay what they were)."""
+    return Intervention(kind="shift", offset=offset, gap=None if gap == "silence" else gap)
+
+
 class InterventionError(ValueError):
     """An intervention that cannot be applied to this clip (e.g. a shift as long as the clip)."""
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from data_builders.annotations import ClipAnnotation, is_swap_donor
 from data_builders.answers import FV_PROMPTS, FV_TEMPLATES, ClipFacts, answer, clip_prompt, fmt_seconds, pick
-from data_builders.interventions import ORIGINAL, Intervention
+from data_builders.interventions import ORIGINAL, Intervention, shift_intervention
 from data_builders.readers import FineVideoClip, FVActivity, FVScene, FVSpeech, LlavaItem
 from data_builders.records import PreferencePair, SFTSample
 from recipes.data import ShiftSettings
@@ -157,11 +157,6 @@ def draw_offset(shift: ShiftSettings, clip: Clip, rng: np.random.Generator, pref
     return round(sign * k * shift.step, 6)
 
 
-def shift_spec(shift: ShiftSettings, offset: float) -> Intervention:
-    """The Shift(``offset``) intervention under the recipe's settings (what fills the gap it leaves)."""
-    return Intervention(kind="shift", offset=offset, gap=None if shift.gap == "silence" else shift.gap)
-
-
 def shift_eligible(clips: list[Clip], shift: ShiftSettings) -> tuple[list[Clip], list[Clip]]:
     """Split clips into those that fit at least one requested shift and those too short for any."""
     ok = [c for c in clips if feasible_ranges(shift, c.ann.t_audio, c.duration)]
@@ -257,7 +252,7 @@ def build_ctp(inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[Pre
             out.append(_original_pair("ctp", k, clip, inputs, rng))
             continue
         off = draw_offset(inputs.shift, clip, rng, prefer=1 if k % 3 == 1 else -1)
-        spec = shift_spec(inputs.shift, off)
+        spec = shift_intervention(off, inputs.shift.gap)
         ckind = "delayed" if off > 0 else "early"
         chosen = answer(ckind, clip.facts(), rng, offset=off)
         if rng.random() < 0.5:
@@ -346,7 +341,7 @@ def _closed_set_pairs(source: str, clips: list[Clip], inputs: BuildInputs, n: in
             rejected = wrong[int(rng.integers(len(wrong)))]
         elif label in ("delayed", "early"):
             off = draw_offset(inputs.shift, clip, rng, prefer=1 if label == "delayed" else -1)
-            spec = shift_spec(inputs.shift, off)
+            spec = shift_intervention(off, inputs.shift.gap)
             label = "delayed" if off > 0 else "early"  # the feasible sign when only one fits
             rejected = "synced" if rng.random() < 0.5 else ("early" if off > 0 else "delayed")
         elif label == "silent":
@@ -416,7 +411,7 @@ def _perception_pairs(source: str, aspects: list[str], inputs: BuildInputs, n: i
         if cond == "shift":
             off = draw_offset(inputs.shift, clip, rng)
             if off is not None:
-                spec, t_sound = shift_spec(inputs.shift, off), round(clip.ann.t_audio + off, 6)
+                spec, t_sound = shift_intervention(off, inputs.shift.gap), round(clip.ann.t_audio + off, 6)
         elif cond == "mute":
             spec, heard, t_sound, source_heard = Intervention(kind="mute"), "", None, ""
         elif cond == "swap":

@@ -16,7 +16,7 @@ from typing import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from data_builders.annotations import AnnotatedClip, is_swap_donor, read_annotations, read_jsonl_models
-from data_builders.interventions import Intervention
+from data_builders.interventions import Intervention, shift_intervention
 from data_builders.pairs import shift_fits
 from recipes.data import ShiftSettings
 
@@ -119,9 +119,7 @@ def plan_items(clips: Sequence[AnnotatedClip], offsets: Sequence[float] = DEFAUL
             for off in picked:
                 used[off] += 1
                 plan.items.append(ThudItem(f"{rec.id}|shift|{off:+.3f}", rec.id, clip.path, "shift",
-                                           Intervention(kind="shift", offset=off,
-                                                        gap=None if shift_gap == "silence" else shift_gap),
-                                           offset=off))
+                                           shift_intervention(off, shift_gap), offset=off))
         if "mute" in conditions:
             plan.items.append(ThudItem(f"{rec.id}|mute", rec.id, clip.path, "mute", Intervention(kind="mute")))
         if "swap" in conditions:
