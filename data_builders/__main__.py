@@ -49,7 +49,9 @@ def _export(args: argparse.Namespace) -> int:
     from data_builders.export import export_llamafactory
 
     res = export_llamafactory(args.dir, args.out, sample_rate=args.sample_rate, progress=not args.quiet)
-    print(f"wrote {res.sft_rows} SFT and {res.dpo_rows} DPO rows, {res.audio_files} wav files to {args.out}")
+    left_out = (f"; left out {res.skipped_pairs} pairs whose two sides hear different audio (a row has one track)"
+                if res.skipped_pairs else "")
+    print(f"wrote {res.sft_rows} SFT and {res.dpo_rows} DPO rows, {res.audio_files} wav files to {args.out}{left_out}")
     return 0
 
 

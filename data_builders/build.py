@@ -605,7 +605,7 @@ def _build(recipe: str | Path, out: str | Path | None = None, overrides: Iterabl
 
     # -- pairs and samples ----------------------------------------------------------------------------------------
     inputs = BuildInputs(clips=train_clips, segments=segments, llava=llava, shift=data.shift, seed=rec.seed,
-                         questions=data.questions)
+                         questions=data.questions, audio_contrast=data.audio_contrast)
     names = sorted(PAIR_BUILDERS)
     dpo: list[PreferencePair] = []
     sft: list[SFTSample | ImageSFTSample] = []

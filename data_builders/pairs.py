@@ -93,6 +93,7 @@ class BuildInputs:
     shift: ShiftSettings = field(default_factory=ShiftSettings)
     seed: int = 0
     questions: str = "free_form"  # free_form | closed_set (recipes.data.DataSection.questions)
+    audio_contrast: float = 0.0  # recipes.data.DataSection.audio_contrast
 
 
 Builder = Callable[[BuildInputs, int, np.random.Generator], list[PreferencePair]]
@@ -655,8 +656,11 @@ def eligible_counts(inputs: BuildInputs) -> dict[str, int]:
     return {name: len(pool(inputs)) for name, pool in ELIGIBLE.items()}
 
 
-def build_pairs(source: str, inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[PreferencePair]:
-    """Exactly ``n`` pairs of ``source`` (a key of :data:`PAIR_BUILDERS`). Raises BuildError / KeyError."""
+def build_pairs(source: str, inputs: BuildInputs, n: int, rng: np.random.Generator,
+                contrast: bool = True) -> list[PreferencePair]:
+    """Exactly ``n`` pairs of ``source`` (a key of :data:`PAIR_BUILDERS`), ``inputs.audio_contrast`` of them
+    audio-contrast pairs when ``contrast`` and the source allows (:func:`audio_contrast`). Raises BuildError /
+    KeyError."""
     if source not in PAIR_BUILDERS:
         raise KeyError(f"unknown source '{source}'; known: {sorted(PAIR_BUILDERS)}")
     if n <= 0:
@@ -664,14 +668,65 @@ def build_pairs(source: str, inputs: BuildInputs, n: int, rng: np.random.Generat
     pairs = PAIR_BUILDERS[source](inputs, n, rng)
     if len(pairs) != n:
         raise RuntimeError(f"builder '{source}' returned {len(pairs)} items instead of {n}; that is a bug in it")
+    if contrast and inputs.audio_contrast > 0 and source in AUDIO_CONTRAST_SOURCES:
+        # Its own stream, spawned without drawing from ``rng``: the answer pairs are the same with or without it.
+        pairs = audio_contrast(pairs, inputs, rng.spawn(1)[0])
     return pairs
+
+
+# Sources whose pairs may contrast two tracks under one answer. orig_sync stays as it is: it is the control
+# without counterfactual audio (a preference between answers on the original track only).
+AUDIO_CONTRAST_SOURCES = ("ctp", "mute", "swap")
+
+
+def audio_contrast(pairs: list[PreferencePair], inputs: BuildInputs,
+                   rng: np.random.Generator) -> list[PreferencePair]:
+    """A seeded share ``inputs.audio_contrast`` of ``pairs`` made audio-contrast pairs: the chosen answer on both
+    sides, the rejected side hearing a track that answer is wrong for (:func:`wrong_track`). Both sides then
+    differ only in their audio, so the preference cannot be met by favouring one answer's text: only by telling
+    the two tracks apart against the picture. A pair with no such track (no donor, no feasible shift) stays."""
+    k = round(inputs.audio_contrast * len(pairs))
+    picked = set(rng.choice(len(pairs), size=k, replace=False).tolist()) if k else set()
+    clips = {c.id: c for c in inputs.clips}
+    out = []
+    for i, p in enumerate(pairs):
+        spec = wrong_track(p, clips[p.source_id], inputs, rng) if i in picked else None
+        if spec is None:
+            out.append(p)
+            continue
+        meta = {**p.meta, "rejected_kind": p.meta["chosen_kind"], "contrast": "audio",
+                "rejected_condition": spec.kind}
+        out.append(p.model_copy(update={"rejected": p.chosen, "rejected_intervention": spec, "meta": meta}))
+    return out
+
+
+def wrong_track(pair: PreferencePair, clip: Clip, inputs: BuildInputs,
+                rng: np.random.Generator) -> Intervention | None:
+    """A track the pair's chosen answer is wrong for: the original track when the chosen side is intervened, else
+    the intervention its wrong answer claims (a shift for delayed/early, mute for silent, a donor of another
+    category for a mismatch); None when the clip has none (too short to shift, no donor)."""
+    if pair.chosen_intervention.kind != "original":
+        return ORIGINAL
+    claim = pair.meta.get("rejected_kind")
+    if claim == "silent":
+        return Intervention(kind="mute")
+    if claim in ("mismatched", "false_match"):
+        donors = donors_for(clip, inputs.clips)
+        if not donors:
+            return None
+        donor = donors[int(rng.integers(len(donors)))]
+        return Intervention(kind="swap", donor=donor.id, donor_video=donor.video)
+    if claim in ("delayed", "early"):  # any feasible shift makes "in sync" wrong; the claimed sign when it fits
+        off = draw_offset(inputs.shift, clip, rng, prefer=1 if claim == "delayed" else -1)
+        return None if off is None else shift_intervention(off, inputs.shift.gap)
+    return None
 
 
 def sft_samples(source: str, inputs: BuildInputs, n: int, rng: np.random.Generator) -> list[SFTSample]:
     """Exactly ``n`` SFT samples of ``source``: the chosen side of freshly drawn pairs, as single-turn samples
     with the chosen side's audio condition (so conditions cycle like the pairs: original, delayed, early, ...)."""
     out = []
-    for p in build_pairs(source, inputs, n, rng):
+    for p in build_pairs(source, inputs, n, rng, contrast=False):
         out.append(SFTSample(id="sft-" + p.id, source=p.source, source_id=p.source_id, video=p.video, start=p.start,
                              end=p.end, prompt=p.prompt, answer=p.chosen, intervention=p.chosen_intervention,
                              meta=p.meta))

@@ -149,6 +149,12 @@ class DataSection(_Section):
         "free_form", description="how ctp/orig_sync/mute/swap ask and answer: free_form = an open question and a "
         "written answer stating the numbers; closed_set = the Thud multiple-choice question of one dimension "
         "answered with the text of one option (what the closed-set eval scores)")
+    audio_contrast: float = Field(
+        0.0, ge=0, le=1, description="share of the ctp, mute and swap pairs whose two sides give the same answer and "
+        "differ in their audio: the chosen side hears the track the answer is right for, the rejected side a track "
+        "it is wrong for (an intervened pair's original track; an original pair's track shifted, muted or swapped as "
+        "its wrong answer claims). The rest contrast two answers on one track. orig_sync is never changed: it is "
+        "the control without counterfactual audio")
 
     @model_validator(mode="after")
     def _check(self) -> "DataSection":

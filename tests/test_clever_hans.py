@@ -200,3 +200,57 @@ def test_room_tone_gap_reaches_every_shift_a_recipe_builds(inputs):
         assert shifts and all(s.gap == "room_tone" for s in shifts)
         plain = build_pairs(source, inputs, 48, np.random.default_rng(2))
         assert all(p.chosen_intervention.gap is None for p in plain)
+
+
+@pytest.mark.parametrize("questions", ["closed_set", "free_form"])
+@pytest.mark.parametrize("source", ["ctp", "mute", "swap"])
+def test_audio_contrast_pairs_differ_in_their_audio_only(inputs, source, questions):
+    """``data.audio_contrast``: the chosen answer on both sides, the rejected side hearing a track it is wrong for;
+    the chosen sides are those of the plain build, and the share converted is the recipe's."""
+    plain_inputs = dataclasses.replace(inputs, questions=questions)
+    mixed = dataclasses.replace(plain_inputs, audio_contrast=0.5)
+    plain = build_pairs(source, plain_inputs, 24, np.random.default_rng(4))
+    pairs = build_pairs(source, mixed, 24, np.random.default_rng(4))
+    assert [(p.id, p.chosen, p.chosen_intervention) for p in pairs] == \
+        [(p.id, p.chosen, p.chosen_intervention) for p in plain]
+    contrast = [p for p in pairs if p.meta.get("contrast") == "audio"]
+    assert len(contrast) == 12
+    for p in pairs:
+        if p not in contrast:
+            assert p.chosen_intervention == p.rejected_intervention and p.chosen != p.rejected
+            continue
+        assert p.rejected == p.chosen and p.rejected_intervention != p.chosen_intervention
+        assert "original" in (p.chosen_intervention.kind, p.rejected_intervention.kind)
+        if questions == "closed_set":  # right for the chosen side's track, wrong for the rejected side's
+            for spec, right in ((p.chosen_intervention, True), (p.rejected_intervention, False)):
+                row = PredictionRow(source_id=p.source_id, dimension=p.meta["dimension"], condition=spec.kind,
+                                    offset=spec.offset, label=LABEL_OF[p.chosen])
+                assert is_correct(row) is right, (p.id, spec)
+
+
+def test_audio_contrast_leaves_the_control_source_alone(inputs):
+    mixed = dataclasses.replace(inputs, audio_contrast=1.0)
+    pairs = build_pairs("orig_sync", mixed, 24, np.random.default_rng(5))
+    assert all(p.chosen_intervention == p.rejected_intervention and p.chosen != p.rejected for p in pairs)
+
+
+def test_audio_contrast_share_is_checked_at_load(tmp_path):
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "clever_hans.yaml"
+    with pytest.raises(RecipeError, match="audio_contrast"):
+        load_recipe(recipe, overrides=["data.audio_contrast=1.5"])
+
+
+
+def test_layer_readout_finds_a_code_and_cannot_memorise_a_clip():
+    """The probe's linear read-out: a class written into the features is read out; a label carried only by a
+    clip's identity is not, because the rows of one clip never straddle the training and test folds."""
+    from train.clever_hans_probe import readout_accuracy
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(64), 2)
+    y = rng.integers(0, 4, size=len(groups))
+    coded = rng.normal(size=(len(y), 16)) + 3.0 * np.eye(16)[y]
+    assert readout_accuracy(coded, y, groups) > 0.9
+    per_clip = rng.integers(0, 2, size=64)[groups]
+    identity = np.eye(64)[groups] + 0.01 * rng.normal(size=(len(groups), 64))
+    assert readout_accuracy(identity, per_clip, groups) < 0.7

@@ -37,3 +37,19 @@ def test_export_parses_back_with_the_intervened_audio(tmp_path, synth_dir):
         assert wave.shape == want.shape and np.allclose(wave, want, atol=1e-6)
         if rec.chosen_intervention.kind == "mute":
             assert not np.any(wave)
+
+
+def test_export_leaves_out_pairs_that_hear_two_tracks_and_says_so(tmp_path, synth_dir, capsys):
+    from data_builders.__main__ import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"# Run: python -m data_builders build {recipe}\ndata:\n"
+                      f"  annotations: [{synth_dir / 'annotations.jsonl'}]\n  shift: {{bands: [[0.3, 0.6]]}}\n"
+                      "  audio_contrast: 0.5\n  dpo: {mute: 4, swap: 4}\n")
+    built = build(recipe, out=tmp_path / "built", progress=False).out
+    two_tracks = sum(1 for row in load_built(built).dpo if row["chosen_intervention"] != row["rejected_intervention"])
+    assert two_tracks == 4
+    assert main(["export", str(built), "--out", str(tmp_path / "lf"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 0 SFT and 4 DPO rows" in out and "left out 4 pairs whose two sides hear different audio" in out
+    assert len(read_export(tmp_path / "lf", "dpo")) == 4

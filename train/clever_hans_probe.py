@@ -7,6 +7,9 @@ impact sounds and silence (original, swapped and muted audio), and the landing t
 on a 0.5 s grid (right when the chosen grid point is the one nearest the truth). Prints accuracy per aspect next to
 chance, so the perception stages can be tuned without ever looking at held-out clips: they are never read.
 
+``--layers`` reads the hidden states instead: at the end of Thud's sound-consistency question, per layer, how
+well a linear read-out tells the seen object, the heard object and whether they match (what Swap needs).
+
 ``--sync`` asks instead Thud's sync question about shifted training clips, with the gap the shift leaves as digital
 silence (as the intervention makes it) and filled with the clip's own quiet: whether a model that answers Shift
 compares times, or detects the silence.
@@ -131,6 +134,71 @@ def sync_probe(checkpoint: str | Path, data: str | Path, clips: int = 24,
     return {a: {"correct": sum(v), "n": len(v), "chance": 0.2} for a, v in tally.items()}
 
 
+def readout_accuracy(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 4,
+                     ridge: float = 1.0) -> float:
+    """Cross-validated accuracy of a linear read-out of the labels ``y`` from the features ``x`` (rows): one-vs-rest
+    ridge regression on standardised features, ``folds`` folds by ``groups`` (rows of one clip stay in one fold, so
+    a clip's own frames cannot carry its label from the training folds to the test fold)."""
+    classes = np.unique(y)
+    right = 0
+    for f in range(folds):
+        test = groups % folds == f
+        mu, sd = x[~test].mean(0), x[~test].std(0) + 1e-6
+        a, b = (x[~test] - mu) / sd, (x[test] - mu) / sd
+        target = np.where(y[~test, None] == classes[None, :], 1.0, -1.0)
+        w = np.linalg.solve(a.T @ a + ridge * len(a) * np.eye(a.shape[1]), a.T @ target)
+        right += int((classes[np.argmax(b @ w, axis=1)] == y[test]).sum())
+    return right / len(y)
+
+
+def layer_probe(checkpoint: str | Path, data: str | Path, clips: int = 128,
+                dimension: str = "sound_consistency") -> dict[str, dict]:
+    """Where the model holds what Swap needs: the hidden state of each layer at the last prompt token of Thud's
+    ``dimension`` question, for training clips with their own track and with another class's track, read out
+    linearly (:func:`readout_accuracy`) for the seen object, the heard object and whether the two match.
+    {"layer i": {"seen", "heard", "match", "n"}}; chance is 1/4, 1/4 and 1/2."""
+    import torch
+
+    from data_builders.annotations import is_swap_donor, read_annotations
+    from data_builders.interventions import Intervention, apply_intervention
+    from data_builders.media import load_clip
+    from eval.checkpoint import load_checkpoint
+    from eval.thud.prompts import closed_set_question
+    from train.inputs import chat_messages, encode, forward_kwargs
+
+    train = [a for a in read_annotations(Path(data) / "synth" / "annotations.jsonl") if a.record.split == "train"]
+    if not train:
+        raise ValueError(f"{data}: no training clip in synth/annotations.jsonl")
+    loaded = load_checkpoint(checkpoint)
+    model, processor, media = loaded.model, loaded.processor, loaded.media
+    names = sorted({a.record.object_class for a in train})
+    states, seen, heard, groups = [], [], [], []
+    for k, clip in enumerate(train[:clips]):
+        decoded = load_clip(clip.path, media)
+        donor = next(d for d in train[k + 1:] + train[:k] if is_swap_donor(d.record, clip.record))
+        swapped = apply_intervention(decoded.audio, Intervention(kind="swap", donor=donor.record.id,
+                                                                 donor_video=str(donor.path)),
+                                     media.sample_rate, load_clip(donor.path, media).audio)
+        head = processor.apply_chat_template(chat_messages(closed_set_question(clip.record.id, dimension, 0).prompt),
+                                             tokenize=False, add_generation_prompt=True)
+        for audio, cls in ((decoded.audio, clip.record.object_class), (swapped, donor.record.object_class)):
+            batch = encode(processor, media, [head], videos=[decoded.frames], audios=[audio])
+            for m in model.modules():  # the rotary offset of the previous clip must not be reused
+                if getattr(m, "rope_deltas", None) is not None:
+                    m.rope_deltas = None
+            with torch.no_grad():
+                out = model(**batch, **forward_kwargs(media, True), output_hidden_states=True)
+            states.append(torch.stack([h[0, -1] for h in out.hidden_states]).float().numpy())
+            seen.append(names.index(clip.record.object_class))
+            heard.append(names.index(cls))
+            groups.append(k)
+    x, seen_y, heard_y, g = np.array(states), np.array(seen), np.array(heard), np.array(groups)
+    return {f"layer {i}": {"seen": readout_accuracy(x[:, i], seen_y, g),
+                           "heard": readout_accuracy(x[:, i], heard_y, g),
+                           "match": readout_accuracy(x[:, i], (seen_y == heard_y).astype(int), g), "n": len(g)}
+            for i in range(x.shape[1])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.clever_hans_probe", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a stage folder's checkpoint (or its final weights folder)")
@@ -139,19 +207,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync", action="store_true",
                         help="instead: Thud's sync question on shifted training clips, the gap a shift leaves "
                              "silent and filled with the clip's own quiet")
+    parser.add_argument("--layers", action="store_true",
+                        help="instead: per layer, how well a linear read-out at the end of Thud's sound-consistency "
+                             "question tells the seen object, the heard one and whether they match (own and "
+                             "swapped tracks of up to --clips training clips)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
     from recipes.quiet import quiet_startup
 
     quiet_startup()
-    res = (sync_probe if args.sync else probe)(args.checkpoint, args.data, args.clips)
-    print(f"{'aspect':<24}{'accuracy %':>12}{'chance %':>10}{'n':>5}")
-    for aspect, r in res.items():
-        print(f"{aspect:<24}{100 * r['correct'] / r['n']:>12.1f}{100 * r['chance']:>10.1f}{r['n']:>5}")
+    if args.layers:
+        res = layer_probe(args.checkpoint, args.data, args.clips)
+        lines = [f"{'hidden state':<14}{'seen %':>8}{'heard %':>9}{'match %':>9}{'n':>5}   (chance 25 / 25 / 50)"]
+        lines += [f"{layer:<14}{100 * r['seen']:>8.1f}{100 * r['heard']:>9.1f}{100 * r['match']:>9.1f}{r['n']:>5}"
+                  for layer, r in res.items()]
+    else:
+        res = (sync_probe if args.sync else probe)(args.checkpoint, args.data, args.clips)
+        lines = [f"{'aspect':<24}{'accuracy %':>12}{'chance %':>10}{'n':>5}"]
+        lines += [f"{aspect:<24}{100 * r['correct'] / r['n']:>12.1f}{100 * r['chance']:>10.1f}{r['n']:>5}"
+                  for aspect, r in res.items()]
+    print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
