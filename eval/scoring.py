@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from recipes.media import MediaSettings
-from train.inputs import chat_messages, encode, forward_kwargs
+from train.inputs import chat_messages, encode, forget_rope_offsets, forward_kwargs
 
 
 @dataclass(frozen=True)
@@ -223,9 +223,7 @@ def _run_prefix(model, processor, media: MediaSettings, text: str, frames, audio
     batch = _encode_prefix(processor, media, text, frames, audio, image, digest)
     device = next(model.parameters()).device
     batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
-    for m in model.modules():  # a stale offset of an earlier prompt must not pass for this one's
-        if getattr(m, "rope_deltas", None) is not None:
-            m.rope_deltas = None
+    forget_rope_offsets(model)  # a stale offset of an earlier prompt must not pass for this one's
     out = model(**batch, **forward_kwargs(media, video and audio is not None), use_cache=True)
     owner = _rope_owner(model)
     return _Prefix(cache=out.cache, length=int(batch["input_ids"].shape[1]),

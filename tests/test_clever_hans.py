@@ -234,7 +234,7 @@ def test_audio_contrast_leaves_the_control_source_alone(inputs):
     assert all(p.chosen_intervention == p.rejected_intervention and p.chosen != p.rejected for p in pairs)
 
 
-def test_audio_contrast_share_is_checked_at_load(tmp_path):
+def test_audio_contrast_share_is_checked_at_load():
     recipe = Path(__file__).resolve().parent.parent / "recipes" / "clever_hans.yaml"
     with pytest.raises(RecipeError, match="audio_contrast"):
         load_recipe(recipe, overrides=["data.audio_contrast=1.5"])

@@ -35,14 +35,26 @@ def _nearest(t: float) -> int:
     return int(np.argmin([abs(g - t) for g in TIME_GRID]))
 
 
+def _swapped(train: list, k: int, audio: np.ndarray, media):
+    """The swap the probes ask about for training clip ``k``: the next clip (wrapping round) that may donate its
+    track, and ``audio`` replaced by that track. Returns (donor clip, swapped waveform)."""
+    from data_builders.annotations import is_swap_donor
+    from data_builders.interventions import Intervention, apply_intervention
+    from data_builders.media import load_clip
+
+    clip = train[k]
+    donor = next(d for d in train[k + 1:] + train[:k] if is_swap_donor(d.record, clip.record))
+    spec = Intervention(kind="swap", donor=donor.record.id, donor_video=str(donor.path))
+    return donor, apply_intervention(audio, spec, media.sample_rate, load_clip(donor.path, media).audio)
+
+
 def probe(checkpoint: str | Path, data: str | Path, clips: int = 24) -> dict[str, dict]:
     """{aspect: {"correct", "n", "chance"}} of ``checkpoint`` on the first ``clips`` training clips of ``data``.
 
     Raises:
         ValueError: ``data`` holds no training clip.
     """
-    from data_builders.annotations import read_annotations, is_swap_donor
-    from data_builders.interventions import Intervention, apply_intervention
+    from data_builders.annotations import read_annotations
     from data_builders.media import load_clip
     from data_builders.pairs import PERCEPTION_QUESTIONS, _SILENT, _at, _cap_first, _sentence
     from data_builders.synth import OBJECT_CLASSES
@@ -70,9 +82,7 @@ def probe(checkpoint: str | Path, data: str | Path, clips: int = 24) -> dict[str
         rec = clip.record
         decoded = load_clip(clip.path, media)
         frames, audio = decoded.frames, decoded.audio
-        donor = next(d for d in train[k + 1:] + train[:k] if is_swap_donor(d.record, rec))
-        swapped = apply_intervention(audio, Intervention(kind="swap", donor=donor.record.id, donor_video=str(donor.path)), media.sample_rate,
-                                     load_clip(donor.path, media).audio)
+        donor, swapped = _swapped(train, k, audio, media)
         cls = [c.name for c in OBJECT_CLASSES].index(rec.object_class)
         donor_cls = [c.name for c in OBJECT_CLASSES].index(donor.record.object_class)
         silent = np.zeros_like(audio)
@@ -102,7 +112,7 @@ def sync_probe(checkpoint: str | Path, data: str | Path, clips: int = 24,
     A model that compares the sound's time with the landing answers both alike; one that detects the silence
     answers only the first. {"shift, silent gap" | "shift, quiet gap" | "original": {"correct", "n", "chance"}}."""
     from data_builders.annotations import read_annotations
-    from data_builders.interventions import Intervention, apply_intervention
+    from data_builders.interventions import apply_intervention, shift_intervention
     from data_builders.media import load_clip
     from eval.checkpoint import load_checkpoint
     from eval.scoring import score_options
@@ -126,10 +136,10 @@ def sync_probe(checkpoint: str | Path, data: str | Path, clips: int = 24,
         decoded = load_clip(clip.path, loaded.media)
         ask("original", clip, decoded.frames, decoded.audio, "synced")
         for off in offsets:
-            silent_gap = apply_intervention(decoded.audio, Intervention(kind="shift", offset=off), sr)
+            silent_gap = apply_intervention(decoded.audio, shift_intervention(off), sr)
             truth = "delayed" if off > 0 else "early"
             ask("shift, silent gap", clip, decoded.frames, silent_gap, truth)
-            quiet_gap = apply_intervention(decoded.audio, Intervention(kind="shift", offset=off, gap="room_tone"), sr)
+            quiet_gap = apply_intervention(decoded.audio, shift_intervention(off, "room_tone"), sr)
             ask("shift, quiet gap", clip, decoded.frames, quiet_gap, truth)
     return {a: {"correct": sum(v), "n": len(v), "chance": 0.2} for a, v in tally.items()}
 
@@ -159,12 +169,11 @@ def layer_probe(checkpoint: str | Path, data: str | Path, clips: int = 128,
     {"layer i": {"seen", "heard", "match", "n"}}; chance is 1/4, 1/4 and 1/2."""
     import torch
 
-    from data_builders.annotations import is_swap_donor, read_annotations
-    from data_builders.interventions import Intervention, apply_intervention
+    from data_builders.annotations import read_annotations
     from data_builders.media import load_clip
     from eval.checkpoint import load_checkpoint
     from eval.thud.prompts import closed_set_question
-    from train.inputs import chat_messages, encode, forward_kwargs
+    from train.inputs import chat_messages, encode, forget_rope_offsets, forward_kwargs
 
     train = [a for a in read_annotations(Path(data) / "synth" / "annotations.jsonl") if a.record.split == "train"]
     if not train:
@@ -175,17 +184,12 @@ def layer_probe(checkpoint: str | Path, data: str | Path, clips: int = 128,
     states, seen, heard, groups = [], [], [], []
     for k, clip in enumerate(train[:clips]):
         decoded = load_clip(clip.path, media)
-        donor = next(d for d in train[k + 1:] + train[:k] if is_swap_donor(d.record, clip.record))
-        swapped = apply_intervention(decoded.audio, Intervention(kind="swap", donor=donor.record.id,
-                                                                 donor_video=str(donor.path)),
-                                     media.sample_rate, load_clip(donor.path, media).audio)
+        donor, swapped = _swapped(train, k, decoded.audio, media)
         head = processor.apply_chat_template(chat_messages(closed_set_question(clip.record.id, dimension, 0).prompt),
                                              tokenize=False, add_generation_prompt=True)
         for audio, cls in ((decoded.audio, clip.record.object_class), (swapped, donor.record.object_class)):
             batch = encode(processor, media, [head], videos=[decoded.frames], audios=[audio])
-            for m in model.modules():  # the rotary offset of the previous clip must not be reused
-                if getattr(m, "rope_deltas", None) is not None:
-                    m.rope_deltas = None
+            forget_rope_offsets(model)  # the rotary offset of the previous clip must not be reused
             with torch.no_grad():
                 out = model(**batch, **forward_kwargs(media, True), output_hidden_states=True)
             states.append(torch.stack([h[0, -1] for h in out.hidden_states]).float().numpy())
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -90,6 +90,14 @@ def forward_kwargs(media: MediaSettings, has_video_audio: bool) -> dict:
     return {"use_audio_in_video": bool(media.audio_in_video and has_video_audio)}
 
 
+def forget_rope_offsets(model) -> None:
+    """Drop the multimodal rotary offset (Qwen-Omni/Qwen-VL ``rope_deltas``) a model keeps from its last prompt, so
+    that a fresh forward of another prompt computes its own instead of reusing a stale one."""
+    for m in model.modules():
+        if getattr(m, "rope_deltas", None) is not None:
+            m.rope_deltas = None
+
+
 def chat_messages(prompt: str, answer: str | None = None, video: bool = True, audio: bool = False,
                   images: int = 0) -> list[dict]:
     """A single-turn conversation in the processor's content-list format: the clip (when ``video``), ``images``
