@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from recipes.media import MediaSettings
-from train.inputs import chat_messages, encode, forget_rope_offsets, forward_kwargs
+from train.inputs import chat_messages, encode, forget_rope_offsets, forward_kwargs, on_model_device
 
 
 @dataclass(frozen=True)
@@ -221,8 +221,7 @@ def _run_prefix(model, processor, media: MediaSettings, text: str, frames, audio
 
     video = frames is not None
     batch = _encode_prefix(processor, media, text, frames, audio, image, digest)
-    device = next(model.parameters()).device
-    batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+    batch = on_model_device(model, batch)
     forget_rope_offsets(model)  # a stale offset of an earlier prompt must not pass for this one's
     out = model(**batch, **forward_kwargs(media, video and audio is not None), use_cache=True)
     owner = _rope_owner(model)
@@ -293,8 +292,7 @@ def score_unshared(model, processor, media: MediaSettings, prompt: str, options:
                    audios=[audio] * len(options) if audio is not None else None,
                    images=[image] * len(options) if image is not None else None,
                    padding_side="right")
-    device = next(model.parameters()).device
-    batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+    batch = on_model_device(model, batch)
     with torch.no_grad():
         out = model(**batch, **forward_kwargs(media, video and audio is not None))
     logprobs = torch.log_softmax(out.logits.float(), dim=-1)

@@ -240,7 +240,6 @@ def test_audio_contrast_share_is_checked_at_load():
         load_recipe(recipe, overrides=["data.audio_contrast=1.5"])
 
 
-
 def test_layer_readout_finds_a_code_and_cannot_memorise_a_clip():
     """The probe's linear read-out: a class written into the features is read out; a label carried only by a
     clip's identity is not, because the rows of one clip never straddle the training and test folds."""

@@ -35,6 +35,16 @@ def _nearest(t: float) -> int:
     return int(np.argmin([abs(g - t) for g in TIME_GRID]))
 
 
+def _train_clips(data: str | Path) -> list:
+    """The training clips of the built folder ``data`` (held-out clips are never read). Raises ValueError: none."""
+    from data_builders.annotations import read_annotations
+
+    train = [a for a in read_annotations(Path(data) / "synth" / "annotations.jsonl") if a.record.split == "train"]
+    if not train:
+        raise ValueError(f"{data}: no training clip in synth/annotations.jsonl")
+    return train
+
+
 def _swapped(train: list, k: int, audio: np.ndarray, media):
     """The swap the probes ask about for training clip ``k``: the next clip (wrapping round) that may donate its
     track, and ``audio`` replaced by that track. Returns (donor clip, swapped waveform)."""
@@ -54,17 +64,13 @@ def probe(checkpoint: str | Path, data: str | Path, clips: int = 24) -> dict[str
     Raises:
         ValueError: ``data`` holds no training clip.
     """
-    from data_builders.annotations import read_annotations
     from data_builders.media import load_clip
     from data_builders.pairs import PERCEPTION_QUESTIONS, _SILENT, _at, _cap_first, _sentence
     from data_builders.synth import OBJECT_CLASSES
     from eval.checkpoint import load_checkpoint
     from eval.scoring import score_options
 
-    anns = read_annotations(Path(data) / "synth" / "annotations.jsonl")
-    train = [a for a in anns if a.record.split == "train"]
-    if not train:
-        raise ValueError(f"{data}: no training clip in synth/annotations.jsonl")
+    train = _train_clips(data)
     loaded = load_checkpoint(checkpoint)
     model, processor, media = loaded.model, loaded.processor, loaded.media
     objects = [_sentence(_cap_first(c.visual_event)) for c in OBJECT_CLASSES]
@@ -111,16 +117,13 @@ def sync_probe(checkpoint: str | Path, data: str | Path, clips: int = 24,
     (an Intervention's ``gap: room_tone``).
     A model that compares the sound's time with the landing answers both alike; one that detects the silence
     answers only the first. {"shift, silent gap" | "shift, quiet gap" | "original": {"correct", "n", "chance"}}."""
-    from data_builders.annotations import read_annotations
     from data_builders.interventions import apply_intervention, shift_intervention
     from data_builders.media import load_clip
     from eval.checkpoint import load_checkpoint
     from eval.scoring import score_options
     from eval.thud.prompts import closed_set_question
 
-    train = [a for a in read_annotations(Path(data) / "synth" / "annotations.jsonl") if a.record.split == "train"]
-    if not train:
-        raise ValueError(f"{data}: no training clip in synth/annotations.jsonl")
+    train = _train_clips(data)
     loaded = load_checkpoint(checkpoint)
     tally: dict[str, list[int]] = {}
 
@@ -169,15 +172,12 @@ def layer_probe(checkpoint: str | Path, data: str | Path, clips: int = 128,
     {"layer i": {"seen", "heard", "match", "n"}}; chance is 1/4, 1/4 and 1/2."""
     import torch
 
-    from data_builders.annotations import read_annotations
     from data_builders.media import load_clip
     from eval.checkpoint import load_checkpoint
     from eval.thud.prompts import closed_set_question
-    from train.inputs import chat_messages, encode, forget_rope_offsets, forward_kwargs
+    from train.inputs import chat_messages, encode, forget_rope_offsets, forward_kwargs, on_model_device
 
-    train = [a for a in read_annotations(Path(data) / "synth" / "annotations.jsonl") if a.record.split == "train"]
-    if not train:
-        raise ValueError(f"{data}: no training clip in synth/annotations.jsonl")
+    train = _train_clips(data)
     loaded = load_checkpoint(checkpoint)
     model, processor, media = loaded.model, loaded.processor, loaded.media
     names = sorted({a.record.object_class for a in train})
@@ -188,11 +188,11 @@ def layer_probe(checkpoint: str | Path, data: str | Path, clips: int = 128,
         head = processor.apply_chat_template(chat_messages(closed_set_question(clip.record.id, dimension, 0).prompt),
                                              tokenize=False, add_generation_prompt=True)
         for audio, cls in ((decoded.audio, clip.record.object_class), (swapped, donor.record.object_class)):
-            batch = encode(processor, media, [head], videos=[decoded.frames], audios=[audio])
+            batch = on_model_device(model, encode(processor, media, [head], videos=[decoded.frames], audios=[audio]))
             forget_rope_offsets(model)  # the rotary offset of the previous clip must not be reused
             with torch.no_grad():
                 out = model(**batch, **forward_kwargs(media, True), output_hidden_states=True)
-            states.append(torch.stack([h[0, -1] for h in out.hidden_states]).float().numpy())
+            states.append(torch.stack([h[0, -1] for h in out.hidden_states]).float().cpu().numpy())
             seen.append(names.index(clip.record.object_class))
             heard.append(names.index(cls))
             groups.append(k)
@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.clever_hans_probe", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a stage folder's checkpoint (or its final weights folder)")
     parser.add_argument("--data", required=True, help="the built data folder of the same seed (holds synth/)")
-    parser.add_argument("--clips", type=int, default=24, help="training clips to ask about (default 24)")
+    parser.add_argument("--clips", type=int, default=None,
+                        help="training clips to ask about (default 24; with --layers 128, enough rows for its folds)")
     parser.add_argument("--sync", action="store_true",
                         help="instead: Thud's sync question on shifted training clips, the gap a shift leaves "
                              "silent and filled with the clip's own quiet")
@@ -220,13 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     from recipes.quiet import quiet_startup
 
     quiet_startup()
+    clips = {} if args.clips is None else {"clips": args.clips}  # each probe's own default otherwise
     if args.layers:
-        res = layer_probe(args.checkpoint, args.data, args.clips)
+        res = layer_probe(args.checkpoint, args.data, **clips)
         lines = [f"{'hidden state':<14}{'seen %':>8}{'heard %':>9}{'match %':>9}{'n':>5}   (chance 25 / 25 / 50)"]
         lines += [f"{layer:<14}{100 * r['seen']:>8.1f}{100 * r['heard']:>9.1f}{100 * r['match']:>9.1f}{r['n']:>5}"
                   for layer, r in res.items()]
     else:
-        res = (sync_probe if args.sync else probe)(args.checkpoint, args.data, args.clips)
+        res = (sync_probe if args.sync else probe)(args.checkpoint, args.data, **clips)
         lines = [f"{'aspect':<24}{'accuracy %':>12}{'chance %':>10}{'n':>5}"]
         lines += [f"{aspect:<24}{100 * r['correct'] / r['n']:>12.1f}{100 * r['chance']:>10.1f}{r['n']:>5}"
                   for aspect, r in res.items()]

@@ -90,6 +90,12 @@ def forward_kwargs(media: MediaSettings, has_video_audio: bool) -> dict:
     return {"use_audio_in_video": bool(media.audio_in_video and has_video_audio)}
 
 
+def on_model_device(model, batch: dict) -> dict:
+    """``batch`` with its tensors moved to the device of ``model``'s weights (the processor builds them on the CPU)."""
+    device = next(model.parameters()).device
+    return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+
+
 def forget_rope_offsets(model) -> None:
     """Drop the multimodal rotary offset (Qwen-Omni/Qwen-VL ``rope_deltas``) a model keeps from its last prompt, so
     that a fresh forward of another prompt computes its own instead of reusing a stale one."""
@@ -156,8 +162,7 @@ def generate_texts(model, processor, media: MediaSettings, prompts: Sequence[str
     texts = [processor.apply_chat_template(chat_messages(p, video=video, audio=separate), tokenize=False,
                                            add_generation_prompt=True) for p in prompts]
     batch = encode(processor, media, texts, videos=videos, audios=audios, padding_side="left")
-    device = next(model.parameters()).device
-    batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+    batch = on_model_device(model, batch)
     # Without audio there is no interleaving to tell the model about (and a model without audio input refuses the
     # argument in generate).
     extra = forward_kwargs(media, video) if audios is not None else {}
